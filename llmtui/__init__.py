@@ -1,0 +1,7 @@
+"""llmtui: run language models locally from the terminal."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

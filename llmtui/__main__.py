@@ -1,0 +1,5 @@
+"""Allow ``python -m llmtui``."""
+
+from llmtui.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The ``llm`` command: Typer app, one module per command group."""

@@ -1,0 +1,65 @@
+"""The ``llm`` entry point: builds the Typer app and maps errors to exit codes.
+
+Imports stay light here so that ``llm --help`` is fast: command modules import the
+heavy parts (llama_cpp, lancedb, textual) inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from llmtui import __version__
+from llmtui.cli import config_cmd, models_cmd
+from llmtui.errors import ExitCode, LlmtuiError
+
+app = typer.Typer(
+    name="llm",
+    help="Run language models locally: chat, pipe commands and an Ollama-compatible daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+models_cmd.register(app)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"llmtui {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Run language models locally from the terminal."""
+
+
+def error_line(exc: LlmtuiError) -> str:
+    return f"llm: error: {exc}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry: one-line errors on stderr, distinct exit codes, 130 on Ctrl-C."""
+    try:
+        app(args=argv, prog_name="llm")
+    except LlmtuiError as exc:
+        sys.stderr.write(error_line(exc) + "\n")
+        sys.exit(int(exc.exit_code))
+    except KeyboardInterrupt:
+        sys.stderr.write("llm: interrupted\n")
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        # `llm list | head -1`: the reader went away; end quietly.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(0)

@@ -1,0 +1,202 @@
+"""Model management commands: pull, list, show, rm, cp, import, catalog, search."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from llmtui.cli.output import human_age, human_size, info, print_json, print_table
+
+
+def _store() -> Any:
+    from llmtui.config import Settings
+
+    return Settings.load().store()
+
+
+def pull(
+    model: str = typer.Argument(..., help="Catalog name (smollm2:135m), URL or hf://ORG/REPO/FILE."),
+    name: str | None = typer.Option(None, "--name", "-n", help="Install under this name."),
+    sha256: str | None = typer.Option(None, "--sha256", help="Expected sha256 of a URL's file."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Download a model into the store (resumable, verified)."""
+    from llmtui.cli.progress import PullProgress
+    from llmtui.models.pull import pull as do_pull
+
+    store = _store()
+    with PullProgress(quiet=quiet) as progress:
+        manifest = do_pull(store, model, name=name, sha256=sha256, on_event=progress)
+    if not quiet:
+        info(f"pulled {manifest.name} ({human_size(manifest.size)})")
+
+
+def import_(
+    path: Path = typer.Argument(..., help="A GGUF file."),
+    name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
+    link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
+) -> None:
+    """Add a local GGUF file to the store (copied, or linked with --link)."""
+    from llmtui.cli.progress import PullProgress
+    from llmtui.models.pull import import_file
+
+    with PullProgress() as progress:
+        manifest = import_file(_store(), path, name, link=link, on_event=progress)
+    how = "linked" if link else "copied"
+    info(f"{how} {path} as {manifest.name}")
+
+
+def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List installed models."""
+    store = _store()
+    manifests = store.models()
+    if json_out:
+        print_json([
+            {**m.to_json(), "modified": store.modified(m),
+             "location": str(store.layer_path(m.layers[0]))}
+            for m in manifests
+        ])
+        return
+    now = time.time()
+    rows = [
+        [m.name, human_size(m.size), m.quantization or "-", m.family or "-",
+         human_age(now - store.modified(m)),
+         str(store.layer_path(m.layers[0])) if m.linked else "store"]
+        for m in manifests
+    ]
+    if not rows and sys.stdout.isatty():
+        info("no models installed; try: llm pull smollm2:135m")
+        return
+    print_table(None, ["NAME", "SIZE", "QUANT", "FAMILY", "MODIFIED", "LOCATION"], rows)
+
+
+def show(
+    model: str = typer.Argument(..., help="Installed model name."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    template: bool = typer.Option(False, "--template", help="Print only the chat template."),
+    metadata: bool = typer.Option(False, "--metadata", help="Include every GGUF metadata key."),
+) -> None:
+    """Show a model's details, read from the file itself."""
+    store = _store()
+    manifest, path = store.resolve_file(model)
+    gguf = None
+    if manifest.format == "gguf":
+        from llmtui.models.gguf_info import read_info
+
+        gguf = read_info(path)
+    if template:
+        if gguf is None or gguf.chat_template is None:
+            info(f"{manifest.name} has no chat template (plain completion)")
+            return
+        sys.stdout.write(gguf.chat_template.rstrip("\n") + "\n")
+        return
+    data: dict[str, Any] = {
+        "name": manifest.name, "format": manifest.format, "family": manifest.family,
+        "architecture": gguf.architecture if gguf else manifest.architecture,
+        "parameters": gguf.parameters if gguf else manifest.parameters,
+        "parameter_size": manifest.parameter_size,
+        "quantization": gguf.quantization if gguf else manifest.quantization,
+        "context_length": gguf.context_length if gguf else manifest.context_length,
+        "embedding_length": gguf.embedding_length if gguf else None,
+        "chat_template": bool(gguf and gguf.chat_template),
+        "license": (gguf.license if gguf else None) or manifest.license,
+        "capabilities": list(manifest.capabilities),
+        "size": manifest.size, "digest": f"sha256:{manifest.digest}",
+        "source": manifest.source, "location": str(path), "linked": manifest.linked,
+        "created": manifest.created,
+    }
+    if json_out:
+        if gguf is not None:
+            data["template"] = gguf.chat_template
+            if metadata:
+                data["metadata"] = gguf.metadata
+        print_json(data)
+        return
+    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items() if v not in (None, "")]
+    if metadata and gguf is not None:
+        rows += [[k, _fmt(v)[:120]] for k, v in sorted(gguf.metadata.items())]
+    print_table(manifest.name, ["FIELD", "VALUE"], rows)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, int) and value > 10**6:
+        return f"{value:,}"
+    return str(value)
+
+
+def rm(models: list[str] = typer.Argument(..., help="Model names.")) -> None:
+    """Remove models; a blob is deleted only when no other model uses it."""
+    from llmtui.models.names import ModelName
+
+    store = _store()
+    names = [ModelName.parse(m) for m in models]
+    for name in names:  # check all first: remove nothing if one name is wrong
+        store.get(name)
+    for name in names:
+        store.remove(name)
+        info(f"deleted {name}")
+
+
+def cp(src: str = typer.Argument(...), dst: str = typer.Argument(...)) -> None:
+    """Copy a model under a new name (no data is duplicated)."""
+    manifest = _store().copy(src, dst)
+    info(f"copied {src} to {manifest.name}")
+
+
+def catalog(
+    term: str | None = typer.Argument(None, help="Only entries matching this word."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """What can be pulled, and whether it fits this machine's RAM."""
+    from llmtui.models.catalog import fit, load_catalog, recommend, search, total_ram
+
+    entries = search(term) if term else list(load_catalog().values())
+    ram = total_ram()
+    installed = {m.name for m in _store().models()}
+    if json_out:
+        print_json({
+            "ram_total": ram,
+            "recommended": (rec.name if (rec := recommend(ram)) else None),
+            "models": [{**e.to_json(), "fit": fit(e.ram, ram), "installed": e.name in installed}
+                       for e in entries],
+        })
+        return
+    rows = [
+        [e.name, e.parameters, e.quantization, human_size(e.size), human_size(e.ram),
+         fit(e.ram, ram), ",".join(e.capabilities), "yes" if e.name in installed else ""]
+        for e in entries
+    ]
+    print_table(f"Catalog (this machine: {human_size(ram)} RAM)",
+                ["NAME", "PARAMS", "QUANT", "SIZE", "RAM", "FIT", "CAPABILITIES", "INSTALLED"],
+                rows)
+    rec = recommend(ram)
+    if rec is not None:
+        info(f"recommended for this machine: {rec.name} ({rec.description})")
+
+
+def search_cmd(
+    term: str = typer.Argument(..., help="A word: name, family or capability."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Search the catalog."""
+    catalog(term, json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pull")(pull)
+    app.command("import")(import_)
+    app.command("list")(list_models)
+    app.command("ls", hidden=True)(list_models)
+    app.command("show")(show)
+    app.command("rm")(rm)
+    app.command("cp")(cp)
+    app.command("catalog")(catalog)
+    app.command("search")(search_cmd)

@@ -1,0 +1,1 @@
+"""Models on disk: names, the content-addressed store, the catalog and pulling."""

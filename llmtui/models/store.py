@@ -1,0 +1,375 @@
+"""The content-addressed model store: ``blobs/sha256-<hex>`` plus one JSON manifest per name."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from llmtui.errors import (
+    BadModelFile,
+    IntegrityError,
+    InvalidInput,
+    LlmtuiError,
+    ModelNotFound,
+    NoSpaceError,
+)
+from llmtui.models.names import ModelName, check_sha256_hex
+
+MANIFEST_SCHEMA = 1
+CHUNK = 1 << 20
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One file of a model: its sha256, size, name inside the model, and a link if not copied."""
+
+    digest: str  # 64 hex
+    size: int
+    filename: str
+    link: str | None = None  # absolute path when the file is used where it lies
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the store knows about one ``name:tag``."""
+
+    name: str
+    format: str
+    layers: tuple[Layer, ...]
+    source: str
+    created: str
+    family: str | None = None
+    architecture: str | None = None
+    parameters: int | None = None
+    parameter_size: str | None = None
+    quantization: str | None = None
+    context_length: int | None = None
+    chat_template: bool = False
+    license: str | None = None
+    capabilities: tuple[str, ...] = ()
+    # Ollama's Modelfile equivalents, set by `create`/`cp` later; kept for round-trips.
+    system: str | None = None
+    template: str | None = None
+    parameters_override: dict[str, Any] = field(default_factory=dict)
+    schema: int = MANIFEST_SCHEMA
+
+    @property
+    def size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def digest(self) -> str:
+        """The primary layer's digest (the model file for single-file formats)."""
+        return self.layers[0].digest
+
+    @property
+    def linked(self) -> bool:
+        return any(layer.link for layer in self.layers)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["layers"] = [asdict(layer) for layer in self.layers]
+        data["capabilities"] = list(self.capabilities)
+        data["size"] = self.size
+        data["digest"] = f"sha256:{self.digest}"
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        layers = tuple(
+            Layer(
+                digest=check_sha256_hex(str(item["digest"])),
+                size=int(item["size"]),
+                filename=_safe_filename(str(item["filename"])),
+                link=item.get("link"),
+            )
+            for item in data["layers"]
+        )
+        if not layers:
+            raise ValueError("manifest has no layers")
+        known = {f for f in cls.__dataclass_fields__ if f != "layers"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["capabilities"] = tuple(kwargs.get("capabilities") or ())
+        kwargs["name"] = str(ModelName.parse(str(data["name"])))
+        return cls(layers=layers, **kwargs)
+
+
+def _safe_filename(name: str) -> str:
+    if not name or "/" in name or "\\" in name or name in {".", ".."} or "\x00" in name:
+        raise InvalidInput(f"invalid file name in model: {name!r}")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Store:
+    """Blobs by sha256 and manifests by name; every write is atomic and locked."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.manifests = self.root / "manifests"
+        self.partial = self.root / "partial"
+        self.locks = self.root / "locks"
+
+    # -- paths -------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        for folder in (self.blobs, self.manifests, self.partial, self.locks):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, digest_hex: str) -> Path:
+        return self.blobs / f"sha256-{check_sha256_hex(digest_hex)}"
+
+    def manifest_path(self, name: ModelName) -> Path:
+        return self.manifests / name.name / f"{name.tag}.json"
+
+    def layer_path(self, layer: Layer) -> Path:
+        """Where a layer's bytes are: the linked file, or the blob."""
+        return Path(layer.link) if layer.link else self.blob_path(layer.digest)
+
+    def model_dir(self, manifest: Manifest) -> Path:
+        """A folder holding the model's files under their names (for multi-file formats)."""
+        if len(manifest.layers) == 1 and manifest.format == "gguf":
+            return self.layer_path(manifest.layers[0]).parent
+        target = self.root / "views" / manifest.digest
+        if not target.exists():
+            tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".view-"))
+            for layer in manifest.layers:
+                (tmp / layer.filename).symlink_to(self.layer_path(layer))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                tmp.rename(target)
+            except OSError:  # another process made it first
+                shutil.rmtree(tmp, ignore_errors=True)
+        return target
+
+    @contextlib.contextmanager
+    def lock(self, key: str) -> Iterator[None]:
+        """An exclusive inter-process lock (flock) named by a safe key."""
+        self.ensure()
+        safe = hashlib.sha256(key.encode()).hexdigest()[:32]
+        with (self.locks / f"{safe}.lock").open("a+") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # -- blobs -------------------------------------------------------------------------
+
+    def has_blob(self, digest_hex: str) -> bool:
+        return self.blob_path(digest_hex).is_file()
+
+    def new_temp(self, prefix: str = "blob-") -> Path:
+        """A temp file on the store's filesystem, so the final rename is atomic."""
+        self.ensure()
+        fd, name = tempfile.mkstemp(dir=self.partial, prefix=prefix, suffix=".tmp")
+        os.close(fd)
+        return Path(name)
+
+    def commit_blob(self, tmp: Path, digest_hex: str, size: int,
+                    expected_sha256: str | None = None, expected_size: int | None = None) -> Path:
+        """Verify, fsync and rename a finished temp file into ``blobs/``."""
+        if expected_size is not None and size != expected_size:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"size mismatch: expected {expected_size} bytes, got {size}")
+        if expected_sha256 is not None and digest_hex != expected_sha256:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"sha256 mismatch: expected {expected_sha256[:12]}…, got {digest_hex[:12]}…",
+                hint="the download is corrupt or the source changed; nothing was installed",
+            )
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        final = self.blob_path(digest_hex)
+        os.replace(tmp, final)
+        _fsync_dir(self.blobs)
+        return final
+
+    def add_blob_from_stream(self, stream: BinaryIO, *, expected_sha256: str | None = None,
+                             expected_size: int | None = None,
+                             progress: Any = None) -> tuple[str, int]:
+        """Copy a stream into the store, hashing as it goes; returns (sha256, size)."""
+        tmp = self.new_temp()
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with tmp.open("wb") as out:
+                while chunk := stream.read(CHUNK):
+                    write_all(out, chunk)
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    if progress is not None:
+                        progress(len(chunk))
+            digest = hasher.hexdigest()
+            self.commit_blob(tmp, digest, size, expected_sha256, expected_size)
+            return digest, size
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def add_blob_from_file(self, path: Path, **kwargs: Any) -> tuple[str, int]:
+        with path.open("rb") as fh:
+            return self.add_blob_from_stream(fh, **kwargs)
+
+    # -- manifests ---------------------------------------------------------------------
+
+    def write_manifest(self, manifest: Manifest) -> Path:
+        """Write atomically; every layer must already be complete on disk."""
+        for layer in manifest.layers:
+            path = self.layer_path(layer)
+            if not path.is_file() or path.stat().st_size != layer.size:
+                raise IntegrityError(f"layer {layer.filename} is missing or incomplete")
+        name = ModelName.parse(manifest.name)
+        target = self.manifest_path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(manifest.to_json(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        return target
+
+    def exists(self, name: ModelName) -> bool:
+        return self.manifest_path(name).is_file()
+
+    def get(self, name: ModelName | str) -> Manifest:
+        model = ModelName.parse(name) if isinstance(name, str) else name
+        path = self.manifest_path(model)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelNotFound(
+                f"model '{model}' not found",
+                hint=self._suggest(str(model)) or f"pull it with: llm pull {model}",
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise BadModelFile(f"manifest of '{model}' is unreadable: {exc}") from None
+        try:
+            return Manifest.from_json(data)
+        except (KeyError, ValueError, TypeError, LlmtuiError) as exc:
+            raise BadModelFile(f"manifest of '{model}' is invalid: {exc}") from None
+
+    def _suggest(self, name: str) -> str | None:
+        names = [str(m.name) for m in self.models()]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        if close:
+            return "did you mean: " + ", ".join(close) + "?"
+        return None
+
+    def models(self) -> list[Manifest]:
+        out: list[Manifest] = []
+        if not self.manifests.is_dir():
+            return out
+        for path in sorted(self.manifests.rglob("*.json")):
+            rel = path.relative_to(self.manifests)
+            name = "/".join(rel.parts[:-1]) + ":" + path.stem
+            try:
+                out.append(self.get(name))
+            except LlmtuiError:
+                continue  # a stray or broken file must not break the listing
+        return out
+
+    def modified(self, manifest: Manifest) -> float:
+        return self.manifest_path(ModelName.parse(manifest.name)).stat().st_mtime
+
+    def resolve_file(self, name: ModelName | str) -> tuple[Manifest, Path]:
+        """The manifest and its primary file, checked to exist (linked files can move)."""
+        manifest = self.get(name)
+        path = self.layer_path(manifest.layers[0])
+        if not path.is_file():
+            raise ModelNotFound(
+                f"the file of '{manifest.name}' is missing: {path.name}",
+                hint="it was linked and has moved; import it again" if manifest.linked
+                else "pull the model again",
+            )
+        return manifest, path
+
+    def remove(self, name: ModelName | str) -> list[str]:
+        """Delete a manifest, then every blob no remaining manifest refers to."""
+        model = ModelName.parse(name) if isinstance(name, str) else name
+        with self.lock("gc"):
+            manifest = self.get(model)
+            self.manifest_path(model).unlink()
+            with contextlib.suppress(OSError):
+                self.manifest_path(model).parent.rmdir()  # only when empty
+            in_use = {layer.digest for m in self.models() for layer in m.layers}
+            freed: list[str] = []
+            for layer in manifest.layers:
+                if layer.link or layer.digest in in_use:
+                    continue
+                self.blob_path(layer.digest).unlink(missing_ok=True)
+                freed.append(layer.digest)
+                shutil.rmtree(self.root / "views" / manifest.digest, ignore_errors=True)
+            return freed
+
+    def copy(self, src: ModelName | str, dst: ModelName | str) -> Manifest:
+        source = self.get(src)
+        target = ModelName.parse(dst) if isinstance(dst, str) else dst
+        copied = replace(source, name=str(target), created=now_iso())
+        self.write_manifest(copied)
+        return copied
+
+    def free_bytes(self) -> int:
+        self.ensure()
+        return shutil.disk_usage(self.root).free
+
+    def check_space(self, needed: int) -> None:
+        """Refuse before downloading when free disk is short (with 1% + 64 MiB headroom)."""
+        free = self.free_bytes()
+        margin = 64 * 1024 * 1024 + needed // 100
+        if needed + margin > free:
+            raise NoSpaceError(
+                f"not enough disk space in {self.root}: need {needed / 1e9:.2f} GB, "
+                f"{free / 1e9:.2f} GB free",
+                hint="free some space or move the store with LLMTUI_MODELS",
+            )
+
+    def clean_stale_temps(self, older_than: float = 24 * 3600) -> None:
+        """Remove temp files that a crashed process left behind (not resumable partials)."""
+        if not self.partial.is_dir():
+            return
+        cutoff = time.time() - older_than
+        for path in self.partial.glob("*.tmp"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+
+
+def write_all(out: Any, chunk: bytes) -> None:
+    """Write a chunk, turning a full disk into a clear error."""
+    try:
+        out.write(chunk)
+    except OSError as exc:
+        import errno
+
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError("the disk filled up while writing the model",
+                               hint="nothing was installed; free space and try again") from None
+        raise
