@@ -106,9 +106,13 @@ def _text(value: object) -> str:
 
 
 def _model_name(value: object) -> str:
+    from llmtui.errors import InvalidInput
     from llmtui.models.names import ModelName
 
-    return str(ModelName.parse(str(value)))
+    try:
+        return str(ModelName.parse(str(value)))
+    except InvalidInput as exc:
+        raise ValueError(str(exc)) from None
 
 
 def _path(value: object) -> str:

@@ -57,7 +57,7 @@ def get_cmd(key: str = typer.Argument(..., help="Setting name.")) -> None:
     sys.stdout.write(("" if value is None else str(value)) + "\n")
 
 
-@app.command("set")
+@app.command("set", context_settings={"ignore_unknown_options": True})
 def set_cmd(key: str = typer.Argument(...), value: str = typer.Argument(...)) -> None:
     """Check and store a setting."""
     settings = _settings()

@@ -79,12 +79,15 @@ class _Cursor:
         self.pos = 0
         self.name = name
 
-    def take(self, n: int) -> Any:
+    def skip(self, n: int) -> None:
         if n < 0 or self.pos + n > len(self.buf):
             raise BadModelFile(f"{self.name} is truncated: metadata runs past the end of the file")
-        view = self.buf[self.pos:self.pos + n]
         self.pos += n
-        return view
+
+    def take(self, n: int) -> bytes:
+        start = self.pos
+        self.skip(n)
+        return self.buf[start:self.pos]  # a bytes copy: no view of the map outlives it
 
     def unpack(self, fmt: str) -> Any:
         st = struct.Struct("<" + fmt)
@@ -92,7 +95,7 @@ class _Cursor:
 
     def string(self) -> str:
         n = self.unpack("Q")
-        return bytes(self.take(n)).decode("utf-8", errors="replace")
+        return self.take(n).decode("utf-8", errors="replace")
 
 
 _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q",
@@ -109,10 +112,10 @@ def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
         item_type, count = cur.unpack("I"), cur.unpack("Q")
         if item_type in _SCALARS:
             size = struct.calcsize("<" + _SCALARS[item_type])
-            cur.take(size * count)  # skipped: vocabularies are large and not shown
+            cur.skip(size * count)  # skipped: vocabularies are large and not shown
         elif item_type == _STRING:
             for _ in range(count):
-                cur.take(cur.unpack("Q"))
+                cur.skip(cur.unpack("Q"))
         else:
             for _ in range(count):
                 _value(cur, item_type, depth + 1)
@@ -133,7 +136,7 @@ def read_info(path: Path) -> GGUFInfo:
     check_header(path)
     size = path.stat().st_size
     with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        cur = _Cursor(memoryview(mm), path.name)
+        cur = _Cursor(mm, path.name)
         try:
             _, _version, n_tensors, n_kv = _HEADER.unpack(cur.take(_HEADER.size))
             if n_tensors > 1_000_000 or n_kv > 1_000_000:
@@ -173,7 +176,7 @@ def read_info(path: Path) -> GGUFInfo:
                 except (ValueError, KeyError):
                     tensor_types.append(str(ttype))
         finally:
-            del cur
+            cur.buf = b""
     if end > size:
         raise BadModelFile(
             f"{path.name} is truncated: tensor data needs {end} bytes, the file has {size}"

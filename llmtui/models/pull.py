@@ -346,6 +346,14 @@ def _stream_parts(store: Store, streams: list[Any], total: int, label: str,
 
 
 def _fetch_source(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
+    single = len(source.files) <= 1
+    if source.sha256 and single and store.has_blob(source.sha256):
+        # A pinned file already in the store (another tag, or an earlier pull): reuse it.
+        path = store.blob_path(source.sha256)
+        filename = source.filename or Path(source.files[0] if source.files else
+                                           urlsplit(source.url or "").path).name or "model.gguf"
+        on_event({"status": f"{filename} is already in the store"})
+        return [Layer(digest=source.sha256, size=path.stat().st_size, filename=filename)]
     if source.type == "pip":
         return fetch_pip(store, source, on_event)
     client = _client()

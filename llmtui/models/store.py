@@ -369,7 +369,7 @@ def write_all(out: Any, chunk: bytes) -> None:
     except OSError as exc:
         import errno
 
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise NoSpaceError("the disk filled up while writing the model",
                                hint="nothing was installed; free space and try again") from None
         raise

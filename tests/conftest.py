@@ -1,0 +1,89 @@
+"""Shared fixtures: real tiny models from the cache, a temp LLMTUI_HOME, the real CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests import fetch_models  # noqa: E402
+from tests.httpserver import ModelServer  # noqa: E402
+
+LLM = [sys.executable, "-m", "llmtui"]
+
+
+@pytest.fixture(scope="session")
+def models_cache() -> Path:
+    """The real tiny GGUF models (fetched once by `make models`, or here if missing)."""
+    cache = fetch_models.cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    for name, spec in fetch_models.MODELS.items():
+        fetch_models.fetch(name, spec, cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def smollm(models_cache: Path) -> Path:
+    return models_cache / "smollm2-135m.gguf"
+
+
+@pytest.fixture(scope="session")
+def gemma(models_cache: Path) -> Path:
+    return models_cache / "gemma3-270m.gguf"
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A hermetic llmtui home for this test (LLMTUI_HOME), used by subprocesses too."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("LLMTUI_HOME", str(h))
+    monkeypatch.delenv("LLMTUI_MODELS", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return h
+
+
+class Runner:
+    """Runs the real `llm` command in a subprocess."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __call__(self, *args: str, input: bytes | str | None = None, timeout: float = 120,
+                 env: dict[str, str] | None = None, **kw: Any) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, **self.env, **(env or {})}
+        data = input.decode() if isinstance(input, bytes) else input
+        return subprocess.run([*LLM, *args], input=data, capture_output=True, text=True,
+                              timeout=timeout, env=full_env, cwd=ROOT, **kw)
+
+
+@pytest.fixture()
+def llm(home: Path) -> Runner:
+    return Runner({"LLMTUI_HOME": str(home)})
+
+
+@pytest.fixture()
+def server() -> Iterator[ModelServer]:
+    with ModelServer() as srv:
+        yield srv
+
+
+def store_of(home: Path) -> Any:
+    from llmtui.models.store import Store
+
+    return Store(home / "data" / "models")
+
+
+def one_line_error(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.startswith("llm: error:")]
+    assert len(lines) == 1, stderr
+    assert "Traceback" not in stderr, stderr
+    return lines[0]
