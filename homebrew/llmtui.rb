@@ -1,4 +1,5 @@
-# Homebrew formula for llmtui (a tap formula: `brew install --build-from-source ./homebrew/llmtui.rb`).
+# Homebrew formula for llmtui. Until the first tagged release it builds from the main
+# branch: `brew install --HEAD ./homebrew/llmtui.rb`. A release adds `url` and `sha256`.
 # llama-cpp-python compiles llama.cpp during install (Metal on Apple silicon), which
 # takes a few minutes.
 class Llmtui < Formula
@@ -6,8 +7,6 @@ class Llmtui < Formula
 
   desc "Run language models locally from the terminal (Ollama-compatible)"
   homepage "https://github.com/llmtui/llmtui"
-  url "https://github.com/llmtui/llmtui/archive/refs/tags/v0.1.0.tar.gz"
-  sha256 "0000000000000000000000000000000000000000000000000000000000000000"
   license "Apache-2.0"
   head "https://github.com/llmtui/llmtui.git", branch: "main"
 
