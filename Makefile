@@ -6,8 +6,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export LLMTUI_TEST_MODELS ?= $(HOME)/.cache/llmtui-test-models
-# Build llama.cpp with both cores; pip caches the built wheel for the next set-up.
 export CMAKE_BUILD_PARALLEL_LEVEL ?= 2
+
+# llama-cpp-python compiles llama.cpp. We build its wheel once per machine into a cache
+# keyed by version and build flags (pip's own wheel cache ignores CMAKE_ARGS). On x86-64
+# the build is portable (AVX2/FMA/F16C) rather than -march=native: some virtual machines
+# advertise AMX but crash in ggml's AMX kernels. Override LLAMA_CMAKE_ARGS for CUDA, e.g.
+#   make setup LLAMA_CMAKE_ARGS="-DGGML_CUDA=on" LLAMA_FLAVOR=cuda
+LLAMA_VERSION := 0.3.36
+ARCH := $(shell uname -m)
+ifeq ($(ARCH),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+LLAMA_FLAVOR ?= avx2
+else
+LLAMA_CMAKE_ARGS ?=
+LLAMA_FLAVOR ?= native
+endif
+WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
 .PHONY: setup sysdeps models run test lint bench clean
@@ -18,7 +33,13 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "llmtui needs Python 3.11 or newer")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip wheel
-	$(BIN)/python -m pip install --quiet -e '.[all,dev]' ollama openai
+	@if ! ls $(WHEEL_DIR)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) ($(LLAMA_FLAVOR)); this takes several minutes"; \
+	  rm -rf $(WHEEL_DIR).tmp; CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
+	    --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) \
+	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
+	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make

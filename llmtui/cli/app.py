@@ -11,7 +11,7 @@ import sys
 import typer
 
 from llmtui import __version__
-from llmtui.cli import config_cmd, models_cmd
+from llmtui.cli import completion_cmd, config_cmd, gen_cmd, models_cmd, runtime_cmd
 from llmtui.errors import ExitCode, LlmtuiError
 
 app = typer.Typer(
@@ -24,8 +24,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+gen_cmd.register(app)
 models_cmd.register(app)
+runtime_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(completion_cmd.app, name="completion")
 
 
 def _version(value: bool) -> None:
@@ -38,8 +41,14 @@ def _version(value: bool) -> None:
 def _root(
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    no_daemon: bool = typer.Option(False, "--no-daemon",
+                                   help="Run the engine in this process (LLMTUI_NO_DAEMON=1)."),
 ) -> None:
     """Run language models locally from the terminal."""
+    if no_daemon:
+        from llmtui.cli import session
+
+        session.NO_DAEMON = True
 
 
 def error_line(exc: LlmtuiError) -> str:

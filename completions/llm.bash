@@ -1,0 +1,46 @@
+# bash completion for llm (llmtui). Model names come straight from the store's manifest
+# folder: no Python starts, so completion is instant.
+_llm_models_dir() {
+    if [ -n "$LLMTUI_MODELS" ]; then echo "$LLMTUI_MODELS"
+    elif [ -n "$LLMTUI_HOME" ]; then echo "$LLMTUI_HOME/data/models"
+    else echo "${XDG_DATA_HOME:-$HOME/.local/share}/llmtui/models"; fi
+}
+
+_llm_models() {
+    local dir f rel
+    dir="$(_llm_models_dir)/manifests"
+    [ -d "$dir" ] || return
+    for f in "$dir"/*/*.json "$dir"/*/*/*.json; do
+        [ -e "$f" ] || continue
+        rel="${f#"$dir"/}"; rel="${rel%.json}"
+        printf '%s\n' "${rel%/*}:${rel##*/}"
+    done
+}
+
+_llm() {
+    local cur prev cmd
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    prev="${COMP_WORDS[COMP_CWORD-1]}"
+    cmd="${COMP_WORDS[1]}"
+    local commands="run summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop config completion"
+    if [ "$COMP_CWORD" -eq 1 ]; then
+        COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
+        return
+    fi
+    case "$prev" in
+        -m|--model) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")); return ;;
+        --format) COMPREPLY=($(compgen -f -W "json" -- "$cur")); return ;;
+        --length|-l) COMPREPLY=($(compgen -W "short medium long" -- "$cur")); return ;;
+    esac
+    case "$cmd" in
+        run|show|rm|cp|load|stop)
+            COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;
+        import) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        daemon) COMPREPLY=($(compgen -W "start stop status logs" -- "$cur")) ;;
+        config) COMPREPLY=($(compgen -W "path show get set unset edit" -- "$cur")) ;;
+        completion) COMPREPLY=($(compgen -W "install show bash zsh fish" -- "$cur")) ;;
+    esac
+}
+# Colons are part of model names: keep them in the word being completed.
+COMP_WORDBREAKS=${COMP_WORDBREAKS//:}
+complete -F _llm llm llmtui

@@ -1,0 +1,29 @@
+# fish completion for llm (llmtui); model names are read from the store, without Python.
+function __llm_models
+    set -l dir
+    if set -q LLMTUI_MODELS
+        set dir $LLMTUI_MODELS
+    else if set -q LLMTUI_HOME
+        set dir $LLMTUI_HOME/data/models
+    else if set -q XDG_DATA_HOME
+        set dir $XDG_DATA_HOME/llmtui/models
+    else
+        set dir $HOME/.local/share/llmtui/models
+    end
+    for f in $dir/manifests/*/*.json $dir/manifests/*/*/*.json
+        set -l rel (string replace "$dir/manifests/" "" -- $f | string replace -r '\.json$' '')
+        set -l tag (string split -r -m1 / -- $rel)
+        echo "$tag[1]:$tag[2]"
+    end
+end
+
+set -l cmds run summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop config completion
+complete -c llm -f
+complete -c llm -n "not __fish_seen_subcommand_from $cmds" -a "$cmds"
+complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop" -a "(__llm_models)"
+complete -c llm -s m -l model -a "(__llm_models)" -d "model"
+complete -c llm -n "__fish_seen_subcommand_from daemon" -a "start stop status logs"
+complete -c llm -n "__fish_seen_subcommand_from config" -a "path show get set unset edit"
+complete -c llm -n "__fish_seen_subcommand_from completion" -a "install show"
+complete -c llm -n "__fish_seen_subcommand_from import" -F
+complete -c llmtui -w llm

@@ -1,0 +1,1 @@
+"""The daemon's HTTP API: Ollama's /api/*, extensions under /api/x/*, one ASGI app."""

@@ -1,0 +1,108 @@
+"""Checks on request parameters, shared by the HTTP API and the CLI: 400s, not crashes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from llmtui.errors import InvalidInput
+
+# name: (type, low, high)
+_NUMERIC: dict[str, tuple[type, float, float]] = {
+    "temperature": (float, 0.0, 100.0),
+    "top_p": (float, 0.0, 1.0),
+    "min_p": (float, 0.0, 1.0),
+    "typical_p": (float, 0.0, 1.0),
+    "top_k": (int, 0, 1_000_000),
+    "repeat_penalty": (float, 0.0, 100.0),
+    "presence_penalty": (float, -100.0, 100.0),
+    "frequency_penalty": (float, -100.0, 100.0),
+    "repeat_last_n": (int, -1, 1_000_000),
+    "seed": (int, -1, 2**63 - 1),
+    "num_predict": (int, -2, 10_000_000),
+    "num_ctx": (int, 0, 10_000_000),
+    "num_batch": (int, 1, 1_000_000),
+    "num_thread": (int, 0, 4096),
+    "num_gpu": (int, -1, 100_000),
+    "num_keep": (int, -1, 10_000_000),
+    "main_gpu": (int, 0, 64),
+    "mirostat": (int, 0, 2),
+    "mirostat_tau": (float, 0.0, 100.0),
+    "mirostat_eta": (float, 0.0, 100.0),
+}
+_BOOL = {"numa", "low_vram", "use_mmap", "use_mlock", "penalize_newline", "vocab_only",
+         "f16_kv", "logits_all", "embedding_only"}
+
+
+def check_options(options: Any) -> dict[str, Any]:
+    """Validate Ollama-style options; unknown keys are refused so typos don't pass silently."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise InvalidInput("options must be an object")
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if key == "stop":
+            stops = [value] if isinstance(value, str) else value
+            if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) \
+                    or len(stops) > 16 or any(len(s) > 256 for s in stops):
+                raise InvalidInput("option 'stop' must be up to 16 strings")
+            out[key] = [s for s in stops if s]
+        elif key in _NUMERIC:
+            kind, lo, hi = _NUMERIC[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidInput(f"option '{key}' must be a number, got {type(value).__name__}")
+            if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+                raise InvalidInput(f"option '{key}' must be a finite number")
+            if kind is int and isinstance(value, float) and not value.is_integer():
+                raise InvalidInput(f"option '{key}' must be a whole number")
+            if not lo <= value <= hi:
+                raise InvalidInput(f"option '{key}' must be between {lo:g} and {hi:g}, "
+                                   f"got {value:g}")
+            out[key] = kind(value)
+        elif key in _BOOL:
+            if not isinstance(value, bool):
+                raise InvalidInput(f"option '{key}' must be true or false")
+            out[key] = value
+        else:
+            raise InvalidInput(f"unknown option '{key}'")
+    return out
+
+
+def check_format(fmt: Any) -> Any:
+    if fmt in (None, ""):
+        return None
+    if fmt == "json" or isinstance(fmt, dict):
+        return fmt
+    raise InvalidInput('format must be "json" or a JSON schema object')
+
+
+def check_messages(messages: Any, limit: int = 10_000) -> list[dict[str, Any]]:
+    if messages is None:
+        return []
+    if not isinstance(messages, list):
+        raise InvalidInput("messages must be a list")
+    if len(messages) > limit:
+        raise InvalidInput(f"too many messages ({len(messages)} > {limit})")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise InvalidInput(f"message {i} must be an object")
+        role = m.get("role")
+        if role not in ("system", "user", "assistant", "tool"):
+            raise InvalidInput(f"message {i} has an invalid role {role!r}")
+        content = m.get("content", "")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise InvalidInput(f"message {i} content must be a string")
+        out.append({**m, "content": content})
+    return out
+
+
+def check_text(value: Any, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{field}' must be a string")
+    return value

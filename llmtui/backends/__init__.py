@@ -1,0 +1,1 @@
+"""Backends run models inside worker processes; chosen by the model's format."""

@@ -1,0 +1,80 @@
+"""The Backend protocol and the registry that picks one by model format.
+
+Backends register through the ``llmtui.backends`` entry-point group; the built-in
+llama.cpp backend is registered the same way as a third-party one would be.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Protocol, runtime_checkable
+
+from llmtui.errors import LlmtuiError
+
+#: Called with each piece of generated text as it is produced.
+Emit = Callable[[str], None]
+
+
+@dataclass
+class GenStats:
+    """Counts and timings of one generation, in seconds (the API turns them into ns)."""
+
+    prompt_tokens: int = 0
+    prompt_seconds: float = 0.0
+    completion_tokens: int = 0
+    completion_seconds: float = 0.0
+    first_token_seconds: float | None = None
+    done_reason: str = "stop"
+    truncated_tokens: int = 0
+    context: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens, "prompt_seconds": self.prompt_seconds,
+            "completion_tokens": self.completion_tokens,
+            "completion_seconds": self.completion_seconds,
+            "first_token_seconds": self.first_token_seconds, "done_reason": self.done_reason,
+            "truncated_tokens": self.truncated_tokens,
+        }
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a worker needs from a backend. One instance holds one loaded model."""
+
+    formats: tuple[str, ...]
+
+    def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]: ...
+
+    def generate(self, request: dict[str, Any], emit: Emit,
+                 cancelled: threading.Event) -> GenStats: ...
+
+    def chat(self, request: dict[str, Any], emit: Emit,
+             cancelled: threading.Event) -> GenStats: ...
+
+    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]: ...
+
+    def tokenize(self, text: str) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+class UnsupportedFormat(LlmtuiError):
+    http_status = 400
+
+
+def backend_classes() -> dict[str, Any]:
+    """Entry points of the llmtui.backends group, by name (loaded lazily)."""
+    return {ep.name: ep for ep in entry_points(group="llmtui.backends")}
+
+
+def backend_for(fmt: str) -> Any:
+    """The backend class that runs this format."""
+    for ep in backend_classes().values():
+        cls = ep.load()
+        if fmt in getattr(cls, "formats", ()):
+            return cls
+    raise UnsupportedFormat(f"no installed backend runs '{fmt}' models")

@@ -1,0 +1,268 @@
+"""GGUF models on llama.cpp, through llama-cpp-python; runs inside a worker process."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+from llmtui.backends.base import Emit, GenStats
+from llmtui.errors import ContextOverflow, InvalidInput, require
+
+
+def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, eos: str,
+                    tools: list[Any] | None = None, add_generation_prompt: bool = True) -> str:
+    """Render a GGUF chat template in a sandboxed Jinja environment (untrusted input)."""
+    from jinja2 import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise InvalidInput(f"the chat template rejected the messages: {message}")
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    try:
+        return env.from_string(template).render(
+            messages=messages, add_generation_prompt=add_generation_prompt,
+            bos_token=bos, eos_token=eos, tools=tools or None,
+        )
+    except TemplateError as exc:
+        raise InvalidInput(f"the model's chat template failed: {exc}") from None
+
+
+class LlamaCppBackend:
+    """One loaded GGUF model. Not thread-safe: the worker runs one operation at a time."""
+
+    formats = ("gguf",)
+
+    def __init__(self) -> None:
+        self.llm: Any = None
+        self.template: str | None = None
+        self.n_ctx = 0
+        self.bos_text = ""
+        self.eos_text = ""
+
+    def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]:
+        llama_cpp = require("llama_cpp", "llama", "Running GGUF models")
+        supports_gpu = bool(llama_cpp.llama_supports_gpu_offload())  # type: ignore[attr-defined]
+        gpu_layers = int(options.get("num_gpu", -1))
+        if not supports_gpu:
+            gpu_layers = 0
+        threads = int(options.get("num_thread") or 0) or None
+        n_ctx = int(options.get("num_ctx") or 0)
+        self.llm = llama_cpp.Llama(  # type: ignore[attr-defined]
+            model_path=path,
+            n_ctx=n_ctx,  # 0: the model's training context
+            n_threads=threads,
+            n_threads_batch=threads,
+            n_gpu_layers=gpu_layers,
+            n_batch=min(512, n_ctx or 512),
+            embedding=bool(options.get("embedding", False)),
+            verbose=False,
+        )
+        self.n_ctx = int(self.llm.n_ctx())
+        meta = self.llm.metadata or {}
+        self.template = meta.get("tokenizer.chat_template") or None
+        self.bos_text = self._token_text(self.llm.token_bos())
+        self.eos_text = self._token_text(self.llm.token_eos())
+        return {
+            "n_ctx": self.n_ctx,
+            "n_ctx_train": int(self.llm._model.n_ctx_train()),
+            "gpu_offload": supports_gpu and gpu_layers != 0,
+            "gpu_layers": gpu_layers,
+            "chat_template": self.template is not None,
+            "embedding": bool(options.get("embedding", False)),
+        }
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        try:
+            return bytes(self.llm.detokenize([token], special=True)).decode("utf-8", "replace")
+        except Exception:
+            return ""
+
+    # -- prompts -------------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, special: bool = True) -> list[int]:
+        add_bos = not (self.bos_text and text.startswith(self.bos_text))
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+
+    def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None) -> str:
+        if self.template is None:
+            # No template (a base model): plain completion over the conversation's text.
+            return "\n\n".join(str(m.get("content") or "") for m in messages)
+        return render_template(self.template, messages, bos=self.bos_text, eos=self.eos_text,
+                               tools=tools)
+
+    def _fit(self, messages: list[dict[str, Any]], request: dict[str, Any],
+             stats: GenStats) -> list[int]:
+        """Tokens of the rendered prompt; over the context it errors, or truncates if asked."""
+        tools = request.get("tools")
+        tokens = self.tokenize(self._render(messages, tools))
+        reserve = self._reserve(request)
+        budget = self.n_ctx - reserve
+        if len(tokens) <= budget:
+            return tokens
+        if not request.get("truncate"):
+            raise ContextOverflow(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}"
+                + (f" ({reserve} kept for the reply)" if reserve else ""),
+                hint="shorten the input, raise num_ctx / --ctx, or pass --truncate",
+            )
+        # Truncate the longest user message from its start (keep the end: the question).
+        over = len(tokens) - budget
+        users = [m for m in messages if m.get("role") == "user" and m.get("content")]
+        if not users:
+            raise ContextOverflow("the prompt does not fit the context and cannot be truncated")
+        target = max(users, key=lambda m: len(str(m["content"])))
+        content = str(target["content"])
+        ids = self.tokenize(content, special=False)
+        if self.bos_text and ids and self._token_text(ids[0]) == self.bos_text:
+            ids = ids[1:]
+        keep = len(ids) - over - 8
+        if keep <= 0:
+            raise ContextOverflow("the prompt's fixed part alone does not fit the context")
+        cut = bytes(self.llm.detokenize(ids[-keep:])).decode("utf-8", "ignore")
+        messages = [dict(m, content=cut) if m is target else m for m in messages]
+        tokens = self.tokenize(self._render(messages, tools))
+        stats.truncated_tokens = len(ids) - keep
+        if len(tokens) > budget:
+            raise ContextOverflow("the prompt does not fit the context even after truncation")
+        return tokens
+
+    def _reserve(self, request: dict[str, Any]) -> int:
+        """Tokens kept free for the reply: max_tokens when set, else at least one."""
+        n = int(request.get("options", {}).get("num_predict", -1) or -1)
+        return min(n, self.n_ctx // 2) if n > 0 else 1
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, request: dict[str, Any], emit: Emit,
+                 cancelled: threading.Event) -> GenStats:
+        stats = GenStats()
+        prompt = str(request.get("prompt") or "")
+        if request.get("raw") or self.template is None:
+            system = str(request.get("system") or "")
+            text = (system + "\n\n" if system and self.template is None else "") + prompt
+            tokens = self.tokenize(text)
+            reserve = self._reserve(request)
+            if len(tokens) > self.n_ctx - reserve:
+                if not request.get("truncate"):
+                    raise ContextOverflow(
+                        f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}",
+                        hint="shorten the input, raise num_ctx / --ctx, or pass --truncate")
+                drop = len(tokens) - (self.n_ctx - reserve)
+                stats.truncated_tokens = drop
+                tokens = tokens[:1] + tokens[1 + drop:]
+        else:
+            messages = []
+            if request.get("system"):
+                messages.append({"role": "system", "content": request["system"]})
+            messages.append({"role": "user", "content": prompt})
+            tokens = self._fit(messages, request, stats)
+        return self._run(tokens, request, emit, cancelled, stats)
+
+    def chat(self, request: dict[str, Any], emit: Emit, cancelled: threading.Event) -> GenStats:
+        stats = GenStats()
+        messages = [self._message(m) for m in request.get("messages", [])]
+        tokens = self._fit(messages, request, stats)
+        return self._run(tokens, request, emit, cancelled, stats)
+
+    @staticmethod
+    def _message(m: dict[str, Any]) -> dict[str, Any]:
+        out = {"role": m.get("role", "user"), "content": m.get("content") or ""}
+        if m.get("tool_calls"):
+            out["tool_calls"] = m["tool_calls"]
+        return out
+
+    def _grammar(self, fmt: Any) -> Any:
+        if not fmt:
+            return None
+        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import JSON_GBNF
+
+        if fmt == "json":
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        if isinstance(fmt, dict):
+            try:
+                return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+            except Exception as exc:
+                raise InvalidInput(f"unsupported JSON schema: {exc}") from None
+        raise InvalidInput("format must be \"json\" or a JSON schema object")
+
+    def _run(self, tokens: list[int], request: dict[str, Any], emit: Emit,
+             cancelled: threading.Event, stats: GenStats) -> GenStats:
+        opts = request.get("options", {})
+        stats.prompt_tokens = len(tokens)
+        room = self.n_ctx - len(tokens)
+        wanted = int(opts.get("num_predict", -1) or -1)
+        max_tokens = min(wanted, room) if wanted > 0 else room
+        count = 0
+
+        def stop_check(_ids: Any, _logits: Any) -> bool:
+            nonlocal count
+            count += 1
+            return cancelled.is_set()
+
+        from llama_cpp import StoppingCriteriaList
+
+        seed = opts.get("seed")
+        start = time.perf_counter()
+        first: float | None = None
+        finish = "stop"
+        stream = self.llm.create_completion(
+            prompt=tokens,
+            max_tokens=max_tokens,
+            temperature=float(opts.get("temperature", 0.8)),
+            top_p=float(opts.get("top_p", 0.9)),
+            top_k=int(opts.get("top_k", 40)),
+            min_p=float(opts.get("min_p", 0.05)),
+            repeat_penalty=float(opts.get("repeat_penalty", 1.1)),
+            presence_penalty=float(opts.get("presence_penalty", 0.0)),
+            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
+            seed=int(seed) if seed is not None and int(seed) >= 0 else None,
+            stop=list(opts.get("stop") or []),
+            stream=True,
+            grammar=self._grammar(request.get("format")),
+            stopping_criteria=StoppingCriteriaList([stop_check]),
+        )
+        for chunk in stream:
+            choice = chunk["choices"][0]
+            text = choice.get("text") or ""
+            if text:
+                if first is None:
+                    first = time.perf_counter() - start
+                emit(text)
+            if choice.get("finish_reason"):
+                finish = choice["finish_reason"]
+        end = time.perf_counter()
+        if first is None:
+            first = end - start
+        stats.first_token_seconds = first
+        stats.prompt_seconds = first
+        stats.completion_tokens = min(count, max_tokens)
+        stats.completion_seconds = max(0.0, end - start - first)
+        if cancelled.is_set():
+            finish = "cancel"
+        elif finish == "length" and wanted <= 0:
+            finish = "length"  # the context filled up, reported, never silent
+        stats.done_reason = finish
+        return stats
+
+    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
+        for text in texts:
+            n = len(self.tokenize(text))
+            if n > self.n_ctx and not options.get("truncate", True):
+                raise ContextOverflow(
+                    f"an input is {n} tokens but the context holds {self.n_ctx}")
+        out = self.llm.embed(texts, normalize=True, truncate=bool(options.get("truncate", True)))
+        return [list(map(float, v)) for v in out]
+
+    def close(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None

@@ -1,0 +1,351 @@
+"""Pipe commands: run, summarize, translate, ask. stdin + arguments form the prompt;
+stdout carries only the model's text; progress, stats and errors go to stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from llmtui.cli.output import info
+from llmtui.errors import InvalidInput
+
+
+@dataclass
+class GenOptions:
+    """What every generating command accepts."""
+
+    model: str
+    system: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    format: Any = None
+    json_out: bool = False
+    truncate: bool = False
+    verbose: bool = False
+    keep_alive: str | None = None
+
+
+def settings_default_model() -> str:
+    from llmtui.config import Settings
+
+    return str(Settings.load().config.get("default_model"))
+
+
+def build_options(model: str | None, system: str | None, temperature: float | None,
+                  seed: int | None, max_tokens: int | None, fmt: str | None, ctx: int | None,
+                  json_out: bool, truncate: bool, verbose: bool) -> GenOptions:
+    from llmtui.api.validate import check_options
+    from llmtui.config import Settings
+    from llmtui.models.names import ModelName
+
+    cfg = Settings.load().config
+    opts: dict[str, Any] = {}
+    for key in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty"):
+        opts[key] = cfg.get(key)
+    if cfg.get("seed") is not None and int(cfg.get("seed")) >= 0:
+        opts["seed"] = int(cfg.get("seed"))
+    if int(cfg.get("max_tokens")) > 0:
+        opts["num_predict"] = int(cfg.get("max_tokens"))
+    if temperature is not None:
+        opts["temperature"] = temperature
+    if seed is not None:
+        opts["seed"] = seed
+    if max_tokens is not None:
+        opts["num_predict"] = max_tokens
+    if ctx is not None:
+        opts["num_ctx"] = ctx
+    opts = check_options(opts)  # NaN, negative and huge values fail here, before any work
+    name = str(ModelName.parse(model or str(cfg.get("default_model"))))
+    return GenOptions(model=name, system=system, options=opts, format=load_format(fmt),
+                      json_out=json_out, truncate=truncate, verbose=verbose)
+
+
+def load_format(fmt: str | None) -> Any:
+    """--format json, or a path to a JSON schema file."""
+    if fmt is None:
+        return None
+    if fmt == "json":
+        return "json"
+    path = Path(fmt)
+    if not path.is_file():
+        raise InvalidInput(f"--format must be 'json' or a JSON schema file; no file {fmt}")
+    try:
+        schema = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{fmt} is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise InvalidInput(f"{fmt} must hold a JSON object (a schema)")
+    return schema
+
+
+def read_stdin() -> str | None:
+    """stdin as text when it is piped; None on a terminal. Binary input is refused."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None
+    data = sys.stdin.buffer.read()
+    if b"\x00" in data:
+        raise InvalidInput("stdin contains NUL bytes: binary input is not supported")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"stdin is not valid UTF-8 text (byte {exc.start}); "
+                           "is it a binary file?") from None
+
+
+def compose(stdin: str | None, prompt: str) -> str:
+    parts = [p for p in ((stdin or "").strip(), prompt.strip()) if p]
+    return "\n\n".join(parts)
+
+
+class _Quiet(Exception):
+    """stdout went away (`| head -1`): stop generating and exit quietly."""
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise _Quiet() from None
+
+
+def stream_reply(
+    client: Any, opts: GenOptions, *, prompt: str | None = None,
+    messages: list[dict[str, Any]] | None = None, echo: bool = True,
+) -> tuple[str, dict[str, Any]]:
+    """Stream one reply to stdout (unless echo is off); returns (text, final stats)."""
+    kw: dict[str, Any] = {"options": opts.options, "format": opts.format,
+                          "truncate": opts.truncate}
+    if opts.keep_alive is not None:
+        kw["keep_alive"] = opts.keep_alive
+    if messages is not None:
+        it = client.chat(opts.model, messages, **kw)
+        key = "message"
+    else:
+        it = client.generate(opts.model, prompt or "", system=opts.system, **kw)
+        key = "response"
+    parts: list[str] = []
+    final: dict[str, Any] = {}
+    try:
+        for part in it:
+            if part.get("done"):
+                final = part
+                break
+            text = part[key]["content"] if key == "message" else part.get("response", "")
+            parts.append(text)
+            if echo and not opts.json_out:
+                _write(text)
+    finally:
+        it.close()  # ends the HTTP stream: the daemon cancels the generation
+    text = "".join(parts)
+    if echo and not opts.json_out and text and not text.endswith("\n"):
+        _write("\n")
+    if final.get("truncated_tokens"):
+        info(f"note: the input was truncated by {final['truncated_tokens']} tokens to fit "
+             "the context")
+    if final.get("done_reason") == "length" and "num_predict" not in opts.options:
+        info("note: the reply stopped because the context is full")
+    return text, final
+
+
+def stats_of(final: dict[str, Any]) -> dict[str, Any]:
+    eval_ns = final.get("eval_duration") or 0
+    count = final.get("eval_count") or 0
+    return {
+        "total_duration": final.get("total_duration"),
+        "load_duration": final.get("load_duration"),
+        "prompt_eval_count": final.get("prompt_eval_count"),
+        "prompt_eval_duration": final.get("prompt_eval_duration"),
+        "eval_count": count, "eval_duration": eval_ns,
+        "tokens_per_second": round(count / (eval_ns / 1e9), 2) if eval_ns else None,
+        "time_to_first_token": (final.get("first_token_duration") or 0) / 1e9,
+        "done_reason": final.get("done_reason"),
+        "truncated_tokens": final.get("truncated_tokens", 0),
+    }
+
+
+def emit_result(opts: GenOptions, text: str, final: dict[str, Any]) -> None:
+    if opts.json_out:
+        _write(json.dumps({"model": opts.model, "text": text, "stats": stats_of(final)},
+                          ensure_ascii=False) + "\n")
+    if opts.verbose:
+        s = stats_of(final)
+        info(f"load {(s['load_duration'] or 0) / 1e9:.2f}s · prompt {s['prompt_eval_count']} "
+             f"tokens · {s['eval_count']} tokens at {s['tokens_per_second'] or 0:.1f}/s · "
+             f"first token {s['time_to_first_token'] * 1000:.0f} ms")
+
+
+def run_one(opts: GenOptions, prompt: str | None = None,
+            messages: list[dict[str, Any]] | None = None) -> None:
+    from llmtui.cli.session import connect
+
+    with connect() as client:
+        try:
+            text, final = stream_reply(client, opts, prompt=prompt, messages=messages)
+        except _Quiet:
+            _silence_stdout()
+            return
+        emit_result(opts, text, final)
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+# -- shared option declarations ------------------------------------------------------------------
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Model (default: the default_model setting).")
+SystemOpt = typer.Option(None, "--system", "-s", help="System prompt.")
+TempOpt = typer.Option(None, "--temperature", "-t", help="Sampling temperature.")
+SeedOpt = typer.Option(None, "--seed", help="Sampling seed (same seed, same reply).")
+MaxOpt = typer.Option(None, "--max-tokens", "-n", help="Stop after this many tokens.")
+FormatOpt = typer.Option(None, "--format", help="'json', or a JSON schema file to follow.")
+JsonOpt = typer.Option(False, "--json", help="Print one JSON object with the text and stats.")
+CtxOpt = typer.Option(None, "--ctx", help="Context length to load the model with.")
+TruncOpt = typer.Option(False, "--truncate", help="Cut input that does not fit the context "
+                        "(reported on stderr) instead of failing.")
+VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print timing stats on stderr.")
+
+
+def run(
+    args: list[str] = typer.Argument(None, help="[MODEL] [PROMPT...]", show_default=False),
+    model: str | None = ModelOpt, system: str | None = SystemOpt,
+    temperature: float | None = TempOpt, seed: int | None = SeedOpt,
+    max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
+    ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
+    keep_alive: str | None = typer.Option(None, "--keep-alive", help="e.g. 10m, 0, -1."),
+) -> None:
+    """Run a prompt (one-shot with a prompt or stdin) or an interactive session."""
+    words = list(args or [])
+    if model is None and words and _is_model(words[0]):
+        model = words.pop(0)
+    opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
+                         truncate, verbose)
+    if keep_alive is not None:
+        from llmtui.engine.manager import parse_keep_alive
+
+        parse_keep_alive(keep_alive)
+        opts.keep_alive = keep_alive
+    stdin = read_stdin()
+    prompt = compose(stdin, " ".join(words))
+    if stdin is not None or words:
+        if not prompt:
+            raise InvalidInput("nothing to do: the prompt and stdin are empty")
+        run_one(opts, prompt=prompt)
+        return
+    from llmtui.cli.repl import repl
+
+    repl(opts)
+
+
+def _is_model(word: str) -> bool:
+    """Is the first word a model name (installed or in the catalog) rather than prompt text?"""
+    from llmtui.config import Settings
+    from llmtui.errors import LlmtuiError
+    from llmtui.models.names import ModelName
+
+    try:
+        name = ModelName.parse(word)
+    except LlmtuiError:
+        return False
+    if Settings.load().store().exists(name):
+        return True
+    from llmtui.models.catalog import load_catalog
+
+    return str(name) in load_catalog() or (":" in word and " " not in word)
+
+
+LENGTHS = {"short": "in two or three sentences", "medium": "in one paragraph",
+           "long": "in several paragraphs covering every main point"}
+
+
+def summarize(
+    text: list[str] = typer.Argument(None, help="Text (default: stdin).", show_default=False),
+    length: str = typer.Option("medium", "--length", "-l", help="short, medium or long."),
+    bullets: bool = typer.Option(False, "--bullets", "-b", help="A bullet list."),
+    model: str | None = ModelOpt, system: str | None = SystemOpt,
+    temperature: float | None = TempOpt, seed: int | None = SeedOpt,
+    max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
+    ctx: int | None = CtxOpt, verbose: bool = VerboseOpt,
+) -> None:
+    """Summarize stdin; long input is summarized in chunks, then combined (map-reduce)."""
+    if length not in LENGTHS:
+        raise InvalidInput(f"--length must be short, medium or long, not '{length}'")
+    body = compose(read_stdin(), " ".join(text or []))
+    if not body:
+        raise InvalidInput("nothing to summarize: pipe text in or pass it as an argument")
+    opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
+                         False, verbose)
+    style = "as a bullet list" if bullets else LENGTHS[length]
+    instruction = opts.system or (
+        f"You write accurate summaries. Summarize the user's text {style}. "
+        "Output only the summary.")
+    from llmtui.cli.mapreduce import map_reduce
+    from llmtui.cli.session import connect
+
+    with connect() as client:
+        try:
+            text_out, final = map_reduce(client, opts, body, instruction)
+        except _Quiet:
+            _silence_stdout()
+            return
+        emit_result(opts, text_out, final)
+
+
+def translate(
+    text: list[str] = typer.Argument(None, help="Text (default: stdin).", show_default=False),
+    to: str = typer.Option(..., "--to", help="Target language."),
+    source: str | None = typer.Option(None, "--from", help="Source language (default: detect)."),
+    model: str | None = ModelOpt, temperature: float | None = TempOpt,
+    seed: int | None = SeedOpt, max_tokens: int | None = MaxOpt, json_out: bool = JsonOpt,
+    ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
+) -> None:
+    """Translate stdin (or the arguments) into another language."""
+    body = compose(read_stdin(), " ".join(text or []))
+    if not body:
+        raise InvalidInput("nothing to translate: pipe text in or pass it as an argument")
+    opts = build_options(model, None, temperature, seed, max_tokens, None, ctx, json_out,
+                         truncate, verbose)
+    src = f" from {source}" if source else ""
+    system = (f"You are a translator. Translate the user's text{src} into {to}. "
+              "Output only the translation, nothing else.")
+    run_one(opts, messages=[{"role": "system", "content": system},
+                            {"role": "user", "content": body}])
+
+
+def ask(
+    question: list[str] = typer.Argument(..., help="The question."),
+    model: str | None = ModelOpt, system: str | None = SystemOpt,
+    temperature: float | None = TempOpt, seed: int | None = SeedOpt,
+    max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
+    ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
+) -> None:
+    """Answer a question; piped stdin is the context to answer from."""
+    q = " ".join(question).strip()
+    if not q:
+        raise InvalidInput("the question is empty")
+    context = read_stdin()
+    opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
+                         truncate, verbose)
+    sys_prompt = opts.system or ("Answer the question using only the context given. "
+                                 "If the context does not contain the answer, say so."
+                                 if context else "Answer the question concisely.")
+    user = f"Context:\n{context.strip()}\n\nQuestion: {q}" if context and context.strip() else q
+    run_one(opts, messages=[{"role": "system", "content": sys_prompt},
+                            {"role": "user", "content": user}])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run", context_settings={"allow_interspersed_args": True})(run)
+    app.command("summarize")(summarize)
+    app.command("translate")(translate)
+    app.command("ask")(ask)
+
+
+

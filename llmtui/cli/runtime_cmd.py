@@ -1,0 +1,158 @@
+"""Runtime commands: serve, daemon start|stop|status|logs, ps, load, stop."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import datetime
+from typing import Any
+
+import typer
+
+from llmtui.cli.output import human_size, info, print_json, print_table
+
+daemon_app = typer.Typer(help="Start, stop and inspect the background daemon.",
+                         no_args_is_help=True)
+
+
+def _settings() -> Any:
+    from llmtui.config import Settings
+
+    return Settings.load()
+
+
+def serve() -> None:
+    """Run the daemon in the foreground, with logs on stderr (Ctrl-C stops it)."""
+    import logging
+
+    from llmtui.daemon.server import serve as run_server
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise typer.Exit(run_server(_settings()))
+
+
+@daemon_app.command("start")
+def daemon_start() -> None:
+    """Start the daemon in the background (commands also start it on demand)."""
+    from llmtui.daemon.lifecycle import ensure_daemon, running
+
+    settings = _settings()
+    live = running(settings)
+    socket = ensure_daemon(settings)
+    info(("already running on " if live else "started on ") + socket)
+
+
+@daemon_app.command("stop")
+def daemon_stop() -> None:
+    """Stop the daemon (its models are unloaded)."""
+    from llmtui.daemon.lifecycle import stop_daemon
+
+    info("stopped" if stop_daemon(_settings()) else "not running")
+
+
+@daemon_app.command("status")
+def daemon_status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Is the daemon running, where, and what has it loaded?"""
+    from llmtui.daemon.lifecycle import running
+
+    live = running(_settings())
+    if json_out:
+        print_json(live or {"running": False})
+        if not live:
+            raise typer.Exit(1)
+        return
+    if not live:
+        sys.stdout.write("not running\n")
+        raise typer.Exit(1)
+    uptime = time.time() - float(live.get("started", time.time()))
+    sys.stdout.write(f"running\tpid {live['pid']}\tversion {live['version']}\t"
+                     f"socket {live['socket']}\tup {uptime:.0f}s\t"
+                     f"loaded {','.join(live.get('loaded') or []) or '-'}\n")
+
+
+@daemon_app.command("logs")
+def daemon_logs(
+    lines: int = typer.Option(50, "--lines", "-n", help="How many lines."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+) -> None:
+    """Print the daemon's log."""
+    from llmtui.daemon.paths import DaemonPaths
+
+    path = DaemonPaths.of(_settings().paths).log
+    if not path.exists():
+        info(f"no log yet ({path})")
+        return
+    with path.open("r", errors="replace") as fh:
+        for line in fh.readlines()[-lines:]:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        while follow:
+            line = fh.readline()
+            if line:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            else:
+                time.sleep(0.3)
+
+
+def ps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Loaded models: size, CPU/GPU, context, and until when they are kept."""
+    from llmtui.cli.session import connect
+
+    with connect() as client:
+        models = client.ps()
+    if json_out:
+        print_json(models)
+        return
+    rows = []
+    for m in models:
+        where = "GPU" if m.get("size_vram") else "CPU"
+        until = m.get("expires_at") or ""
+        if until.startswith("2318"):
+            until = "forever"
+        elif until:
+            left = datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp() - time.time()
+            until = f"in {max(0, left) / 60:.0f} min" if left >= 60 else f"in {max(0, left):.0f} s"
+        rows.append([m["name"] + (" (embed)" if m.get("embedding") else ""),
+                     human_size(m.get("size")), f"100% {where}",
+                     str(m.get("context_length") or "-"), until])
+    print_table(None, ["NAME", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows)
+
+
+def load(
+    model: str = typer.Argument(..., help="Model to preload."),
+    keep_alive: str | None = typer.Option(None, "--keep-alive", help="e.g. 30m, -1 (forever)."),
+) -> None:
+    """Load a model now so the next request starts at once."""
+    from llmtui.cli.session import connect
+    from llmtui.engine.manager import parse_keep_alive
+
+    if keep_alive is not None:
+        parse_keep_alive(keep_alive)
+    with connect() as client:
+        started = time.perf_counter()
+        client.load(model, keep_alive=keep_alive)
+    info(f"loaded {model} in {time.perf_counter() - started:.2f}s")
+
+
+def stop(model: str = typer.Argument(..., help="Model to unload.")) -> None:
+    """Unload a model and free its memory."""
+    from llmtui.daemon.client import Client
+    from llmtui.errors import DaemonUnavailable
+    from llmtui.models.names import ModelName
+
+    name = str(ModelName.parse(model))
+    try:
+        unloaded = Client(autostart=False).unload(name)
+    except DaemonUnavailable:
+        unloaded = False
+    info(f"unloaded {name}" if unloaded else f"{name} was not loaded")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(daemon_app, name="daemon")
+    app.command("ps")(ps)
+    app.command("load")(load)
+    app.command("stop")(stop)

@@ -1,0 +1,1 @@
+"""The background daemon: server, lifecycle (status file, lock, autostart) and client."""

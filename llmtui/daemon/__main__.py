@@ -1,0 +1,3 @@
+from llmtui.daemon.server import main
+
+main()

@@ -1,0 +1,290 @@
+"""The Python SDK: ``llmtui.Client`` (sync) and ``llmtui.AsyncClient``.
+
+Both speak the daemon's Ollama API over its Unix socket (started on demand) or over TCP
+(``Client(host="http://127.0.0.1:11434")``). The CLI and the TUI use these classes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+
+from llmtui import errors
+from llmtui.config import Settings
+
+_List = list  # the clients have a .list() method, like Ollama's; keep the builtin reachable
+_CLASSES: dict[str, type[errors.LlmtuiError]] = {
+    "model_not_found": errors.ModelNotFound, "invalid_input": errors.InvalidInput,
+    "download_failed": errors.DownloadError, "integrity": errors.IntegrityError,
+    "no_space": errors.NoSpaceError, "bad_model_file": errors.BadModelFile,
+    "daemon_unavailable": errors.DaemonUnavailable,
+    "generation_failed": errors.GenerationError, "config": errors.ConfigError,
+    "in_use": errors.InUseError, "context_overflow": errors.ContextOverflow,
+    "busy": errors.BusyError, "usage": errors.UsageError,
+}
+
+
+def raise_for_error(data: Any, status: int = 500) -> None:
+    """Turn an API error body into the matching exception (and so exit code)."""
+    if isinstance(data, dict) and "error" in data:
+        cls = _CLASSES.get(str(data.get("code")))
+        if cls is None:
+            cls = {400: errors.InvalidInput, 404: errors.ModelNotFound,
+                   503: errors.BusyError}.get(status, errors.GenerationError)
+        raise cls(str(data["error"]))
+
+
+def _decode(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return {"error": resp.text[:300] or f"HTTP {resp.status_code}"}
+
+
+def _lost(exc: Exception) -> errors.DaemonUnavailable:
+    return errors.DaemonUnavailable(
+        "lost the connection to the daemon while it was answering",
+        hint="it may have been stopped or crashed; the next command starts a new one")
+
+
+class _Base:
+    def __init__(self, host: str | None = None, *, socket: str | None = None,
+                 settings: Settings | None = None, timeout: float | None = None,
+                 autostart: bool = True, api_key: str | None = None) -> None:
+        self.host = host
+        self.socket = socket
+        self.settings = settings
+        self.autostart = autostart
+        self.timeout = httpx.Timeout(timeout, connect=10.0)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+    def _socket_path(self) -> str:
+        if self.socket:
+            return self.socket
+        from llmtui.daemon import lifecycle
+
+        settings = self.settings or Settings.load()
+        if self.autostart:
+            self.socket = lifecycle.ensure_daemon(settings)
+            return self.socket
+        live = lifecycle.running(settings)
+        if not live:
+            raise errors.DaemonUnavailable("the daemon is not running",
+                                           hint="start it with: llm daemon start")
+        self.socket = str(live["socket"])
+        return self.socket
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        if self.host:
+            return {"base_url": self.host, "timeout": self.timeout, "headers": self.headers}
+        return {"base_url": "http://llmtui", "timeout": self.timeout, "headers": self.headers}
+
+    @staticmethod
+    def _generate_body(model: str, prompt: str, *, system: str | None = None,
+                       options: dict[str, Any] | None = None, format: Any = None,
+                       raw: bool = False, keep_alive: Any = None, truncate: bool = False,
+                       stream: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": stream}
+        if system:
+            body["system"] = system
+        if options:
+            body["options"] = options
+        if format is not None:
+            body["format"] = format
+        if raw:
+            body["raw"] = True
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if truncate:
+            body["truncate"] = True
+        return body
+
+    @staticmethod
+    def _chat_body(model: str, messages: list[dict[str, Any]], *,
+                   options: dict[str, Any] | None = None, format: Any = None,
+                   keep_alive: Any = None, truncate: bool = False, tools: Any = None,
+                   stream: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+        if options:
+            body["options"] = options
+        if format is not None:
+            body["format"] = format
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        if truncate:
+            body["truncate"] = True
+        if tools:
+            body["tools"] = tools
+        return body
+
+
+class Client(_Base):
+    """Synchronous client. Streaming methods return iterators of Ollama-shaped dicts.
+
+    Example::
+
+        from llmtui import Client
+        client = Client()
+        for part in client.generate("smollm2:135m", "Why is the sky blue?"):
+            print(part["response"], end="")
+    """
+
+    def _http(self) -> httpx.Client:
+        if self.host:
+            return httpx.Client(**self._client_kwargs())
+        transport = httpx.HTTPTransport(uds=self._socket_path())
+        return httpx.Client(transport=transport, **self._client_kwargs())
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            with self._http() as http:
+                resp = http.request(method, path, json=body)
+        except httpx.ConnectError as exc:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _lost(exc) from None
+        if resp.status_code >= 400:
+            raise_for_error(_decode(resp), resp.status_code)
+        return _decode(resp) if resp.content else {}
+
+    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """POST and yield NDJSON objects; closing the iterator cancels on the daemon."""
+        try:
+            with self._http() as http, http.stream("POST", path, json=body) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise_for_error(_decode(resp), resp.status_code)
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    data = json.loads(line)
+                    raise_for_error(data)
+                    yield data
+        except httpx.ConnectError as exc:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _lost(exc) from None
+
+    # -- generation ----------------------------------------------------------------------------
+
+    def generate(self, model: str, prompt: str, **kw: Any) -> Iterator[dict[str, Any]]:
+        return self.stream("/api/generate", self._generate_body(model, prompt, **kw))
+
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             **kw: Any) -> Iterator[dict[str, Any]]:
+        return self.stream("/api/chat", self._chat_body(model, messages, **kw))
+
+    def embed(self, model: str, input: str | list[str], **kw: Any) -> dict[str, Any]:
+        return self.request("POST", "/api/embed",
+                            {"model": model, "input": input, **kw})
+
+    def tokenize(self, model: str, text: str) -> list[int]:
+        return list(self.request("POST", "/api/x/tokenize", {"model": model, "text": text})
+                    ["tokens"])
+
+    # -- models ------------------------------------------------------------------------------
+
+    def list(self) -> _List[dict[str, Any]]:
+        return list(self.request("GET", "/api/tags")["models"])
+
+    def ps(self) -> _List[dict[str, Any]]:
+        return list(self.request("GET", "/api/ps")["models"])
+
+    def show(self, model: str) -> dict[str, Any]:
+        return self.request("POST", "/api/show", {"model": model})
+
+    def pull(self, model: str) -> Iterator[dict[str, Any]]:
+        return self.stream("/api/pull", {"model": model})
+
+    def delete(self, model: str) -> None:
+        self.request("DELETE", "/api/delete", {"model": model})
+
+    def load(self, model: str, keep_alive: Any = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model}
+        if keep_alive is not None:
+            body["keep_alive"] = keep_alive
+        return self.request("POST", "/api/generate", body)
+
+    def unload(self, model: str) -> bool:
+        return bool(self.request("POST", "/api/x/unload", {"model": model})["unloaded"])
+
+    def version(self) -> str:
+        return str(self.request("GET", "/api/version")["version"])
+
+    def status(self) -> dict[str, Any]:
+        return self.request("GET", "/api/x/status")
+
+
+class AsyncClient(_Base):
+    """Asynchronous client with the same methods, for asyncio programs and the TUI."""
+
+    def _http(self) -> httpx.AsyncClient:
+        if self.host:
+            return httpx.AsyncClient(**self._client_kwargs())
+        transport = httpx.AsyncHTTPTransport(uds=self._socket_path())
+        return httpx.AsyncClient(transport=transport, **self._client_kwargs())
+
+    async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        try:
+            async with self._http() as http:
+                resp = await http.request(method, path, json=body)
+        except httpx.ConnectError as exc:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _lost(exc) from None
+        if resp.status_code >= 400:
+            raise_for_error(_decode(resp), resp.status_code)
+        return _decode(resp) if resp.content else {}
+
+    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        try:
+            async with self._http() as http, http.stream("POST", path, json=body) as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise_for_error(_decode(resp), resp.status_code)
+                async for line in resp.aiter_lines():
+                    if not line.strip():
+                        continue
+                    data = json.loads(line)
+                    raise_for_error(data)
+                    yield data
+        except httpx.ConnectError as exc:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        except httpx.TransportError as exc:
+            raise _lost(exc) from None
+
+    def generate(self, model: str, prompt: str, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        return self.stream("/api/generate", self._generate_body(model, prompt, **kw))
+
+    def chat(self, model: str, messages: list[dict[str, Any]],
+             **kw: Any) -> AsyncIterator[dict[str, Any]]:
+        return self.stream("/api/chat", self._chat_body(model, messages, **kw))
+
+    async def embed(self, model: str, input: str | list[str], **kw: Any) -> dict[str, Any]:
+        return await self.request("POST", "/api/embed",
+                                  {"model": model, "input": input, **kw})
+
+    async def list(self) -> _List[dict[str, Any]]:
+        return list((await self.request("GET", "/api/tags"))["models"])
+
+    async def ps(self) -> _List[dict[str, Any]]:
+        return list((await self.request("GET", "/api/ps"))["models"])
+
+    async def show(self, model: str) -> dict[str, Any]:
+        return await self.request("POST", "/api/show",
+                                  {"model": model})
+
+    def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
+        return self.stream("/api/pull", {"model": model})
+
+    async def delete(self, model: str) -> None:
+        await self.request("DELETE", "/api/delete", {"model": model})
+
+    async def unload(self, model: str) -> bool:
+        return bool((await self.request("POST", "/api/x/unload", {"model": model}))["unloaded"])
+
+    async def version(self) -> str:
+        return str((await self.request("GET", "/api/version"))["version"])

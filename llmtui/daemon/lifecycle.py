@@ -1,0 +1,164 @@
+"""Finding, starting and stopping the background daemon (a status file, like dmypy)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llmtui import __version__
+from llmtui.config import Settings
+from llmtui.daemon.paths import DaemonPaths, secure_runtime_dir
+from llmtui.errors import DaemonUnavailable
+
+START_TIMEOUT = 30.0
+
+
+def read_status(dp: DaemonPaths) -> dict[str, Any] | None:
+    try:
+        data = json.loads(dp.status.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def probe(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """Ask a daemon for its status over its socket; None when nothing answers."""
+    import httpx
+
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=socket_path),
+                          base_url="http://llmtui", timeout=timeout) as client:
+            resp = client.get("/api/x/status")
+            if resp.status_code == 200:
+                data = resp.json()
+                return data if isinstance(data, dict) else None
+    except (httpx.HTTPError, ValueError, OSError):
+        return None
+    return None
+
+
+def running(settings: Settings) -> dict[str, Any] | None:
+    """The live daemon's status (from its socket), or None."""
+    dp = DaemonPaths.of(settings.paths)
+    status = read_status(dp)
+    if not status or not pid_alive(int(status.get("pid", 0))):
+        return None
+    live = probe(str(status.get("socket", dp.socket)))
+    if live is None:
+        return None
+    return {**status, **live}
+
+
+def ensure_daemon(settings: Settings, timeout: float = START_TIMEOUT) -> str:
+    """Return the socket of a running daemon of our version, starting one if needed."""
+    dp = DaemonPaths.of(settings.paths)
+    secure_runtime_dir(dp.runtime)
+    live = running(settings)
+    if live and live.get("version") == __version__:
+        return str(live["socket"])
+    with _flock(dp.start_lock):
+        live = running(settings)  # another process may have started it meanwhile
+        if live and live.get("version") == __version__:
+            return str(live["socket"])
+        if live:  # an older or newer daemon: replace it
+            stop_daemon(settings)
+        return _spawn(settings, dp, timeout)
+
+
+@contextlib.contextmanager
+def _flock(path: Path) -> Any:
+    with path.open("a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _spawn(settings: Settings, dp: DaemonPaths, timeout: float) -> str:
+    dp.log.parent.mkdir(parents=True, exist_ok=True)
+    with dp.log.open("ab") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmtui.daemon"],
+            stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+            start_new_session=True, close_fds=True, cwd="/",
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = read_status(dp)
+        if status and status.get("pid") == proc.pid and probe(str(status["socket"]), 1.0):
+            return str(status["socket"])
+        code = proc.poll()
+        if code is not None:
+            tail = _log_tail(dp.log)
+            raise DaemonUnavailable(
+                f"the daemon exited at start (code {code}): {tail}",
+                hint=f"see {dp.log}")
+        time.sleep(0.03)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    raise DaemonUnavailable(f"the daemon did not start within {timeout:.0f} s",
+                            hint=f"see {dp.log}")
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][:300] if lines else "no log output"
+
+
+def stop_daemon(settings: Settings, timeout: float = 15.0) -> bool:
+    """Ask the daemon to exit (it unloads its models); SIGTERM, then SIGKILL if it hangs."""
+    import httpx
+
+    dp = DaemonPaths.of(settings.paths)
+    status = read_status(dp)
+    if not status:
+        return False
+    pid = int(status.get("pid", 0))
+    if not pid_alive(pid):
+        with contextlib.suppress(FileNotFoundError):
+            dp.status.unlink()
+        return False
+    with contextlib.suppress(httpx.HTTPError, OSError), httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(status["socket"])),
+            base_url="http://llmtui", timeout=5) as client:
+        client.post("/api/x/shutdown")
+    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+        if sig is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + timeout / 3
+        while time.monotonic() < deadline:
+            if not pid_alive(pid) or _is_zombie(pid):
+                return True
+            time.sleep(0.05)
+    return not pid_alive(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False

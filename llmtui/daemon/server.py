@@ -1,0 +1,226 @@
+"""Running the daemon: bind the Unix socket safely, hold the lock, write the status file,
+serve the app with uvicorn, exit when idle. Also an in-process variant (--no-daemon)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from llmtui import __version__
+from llmtui.config import Settings, parse_duration
+from llmtui.daemon.paths import DaemonPaths, secure_runtime_dir
+from llmtui.errors import DaemonUnavailable
+
+log = logging.getLogger("llmtui.daemon")
+
+
+def bind_unix(path: Path) -> socket.socket:
+    """Bind with umask 0177 so the socket is 0600 from the first instant (no chmod race)."""
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.settimeout(1.0)
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()  # stale: nobody answers on it
+        else:
+            raise DaemonUnavailable(f"another daemon is already serving on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
+
+
+class DaemonLock:
+    """An exclusive flock held for the daemon's whole life: two daemons never both run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fh: Any = None
+
+    def acquire(self) -> bool:
+        self.fh = self.path.open("a+")
+        try:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            self.fh = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fh is not None:
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+            self.fh.close()
+            self.fh = None
+
+
+def write_status(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float,
+                 on_ready: Any = None) -> None:
+    import uvicorn
+
+    from llmtui.api.app import make_app
+    from llmtui.engine.manager import EngineManager
+
+    engine = EngineManager(settings)
+    server: uvicorn.Server | None = None
+
+    def stop() -> None:
+        if server is not None:
+            server.should_exit = True
+
+    app = make_app(engine, on_shutdown=stop)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
+                            timeout_graceful_shutdown=5)
+    server = uvicorn.Server(config)
+
+    async def watchdog() -> None:
+        while not server.started:  # announce readiness (the status file) once listening
+            await asyncio.sleep(0.02)
+        if on_ready is not None:
+            on_ready()
+        # Exit after idle_timeout with nothing loaded and nothing running.
+        while not server.should_exit:
+            await asyncio.sleep(1.0)
+            idle = time.monotonic() - engine.last_activity
+            if idle_timeout >= 0 and not engine.runners and not engine.busy \
+                    and idle >= idle_timeout:
+                log.warning("idle for %.0f s with nothing loaded: exiting", idle)
+                server.should_exit = True
+
+    task = asyncio.create_task(watchdog())
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        task.cancel()
+
+
+def serve(settings: Settings, *, foreground: bool = True) -> int:
+    """Run the daemon on the Unix socket until stopped. Returns an exit status."""
+    dp = DaemonPaths.of(settings.paths)
+    secure_runtime_dir(dp.runtime)
+    lock = DaemonLock(dp.lock)
+    if not lock.acquire():
+        raise DaemonUnavailable("a daemon is already running for this user",
+                                hint="llm daemon status")
+    try:
+        sock = bind_unix(dp.socket)
+        idle = parse_duration(os.environ.get("LLMTUI_IDLE_TIMEOUT")
+                              or settings.config.get("daemon_idle_timeout"))
+        status = {"pid": os.getpid(), "socket": str(dp.socket), "version": __version__,
+                  "started": time.time(), "models_dir": str(settings.models_dir),
+                  "log": str(dp.log)}
+
+        def ready() -> None:
+            write_status(dp.status, status)
+
+        print(f"llmtui {__version__} listening on {dp.socket} (pid {os.getpid()})",
+              file=sys.stderr, flush=True)
+        try:
+            asyncio.run(_serve(settings, sock, idle_timeout=idle, on_ready=ready))
+        finally:
+            with contextlib.suppress(OSError):
+                sock.close()
+            for path in (dp.status, dp.socket):
+                with contextlib.suppress(FileNotFoundError):
+                    if path == dp.status:
+                        data = json.loads(path.read_text() or "{}")
+                        if data.get("pid") != os.getpid():
+                            continue
+                    path.unlink()
+    finally:
+        lock.release()
+    return 0
+
+
+class InProcessServer:
+    """The engine and API in this process, on a private temporary socket (--no-daemon)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tmp = tempfile.mkdtemp(prefix="llmtui-")
+        os.chmod(self.tmp, 0o700)
+        self.socket = Path(self.tmp) / "s"
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.server: Any = None
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def __enter__(self) -> InProcessServer:
+        sock = bind_unix(self.socket)
+
+        def run() -> None:
+            import uvicorn
+
+            from llmtui.api.app import make_app
+            from llmtui.engine.manager import EngineManager
+
+            try:
+                self.loop = asyncio.new_event_loop()
+                asyncio.set_event_loop(self.loop)
+                engine = EngineManager(self.settings)
+                cfg = uvicorn.Config(make_app(engine), log_level="warning", lifespan="on",
+                                     access_log=False)
+                self.server = uvicorn.Server(cfg)
+                self.server.install_signal_handlers = lambda: None
+                self.loop.call_later(0.0, self.ready.set)
+                self.loop.run_until_complete(self.server.serve(sockets=[sock]))
+            except BaseException as exc:
+                self.error = exc
+                self.ready.set()
+
+        self.thread = threading.Thread(target=run, name="llmtui-inprocess", daemon=True)
+        self.thread.start()
+        self.ready.wait(30)
+        if self.error is not None:
+            raise DaemonUnavailable(f"the in-process engine failed to start: {self.error}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=15)
+        with contextlib.suppress(OSError):
+            self.socket.unlink()
+            os.rmdir(self.tmp)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m llmtui.daemon``: what autostart runs, detached, with logs to a file."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from llmtui.errors import LlmtuiError
+
+    try:
+        sys.exit(serve(Settings.load()))
+    except LlmtuiError as exc:
+        print(f"llmtui daemon: {exc}", file=sys.stderr)
+        sys.exit(int(exc.exit_code))

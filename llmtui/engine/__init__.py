@@ -1,0 +1,1 @@
+"""The engine: one worker subprocess per loaded model, managed by EngineManager."""

@@ -1,0 +1,387 @@
+"""EngineManager: loads models into workers on first use, keeps them warm, evicts by LRU
+under a memory budget, queues requests per model, and survives worker crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmtui.config import Settings, parse_duration, parse_size
+from llmtui.engine.process import WorkerProcess, error_from
+from llmtui.errors import BusyError, GenerationError, InvalidInput, LlmtuiError
+from llmtui.models.names import ModelName
+from llmtui.models.store import Manifest, Store
+
+#: Options that change how a model is loaded; a request that changes one reloads it.
+LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread")
+
+
+@dataclass
+class Runner:
+    """One loaded model: its worker and bookkeeping."""
+
+    key: str
+    manifest: Manifest
+    process: WorkerProcess
+    load_options: dict[str, Any]
+    memory: int
+    load_seconds: float
+    slots: asyncio.Semaphore
+    last_used: float = field(default_factory=time.monotonic)
+    expires_at: float = math.inf  # monotonic; inf: kept until evicted
+    expires_wall: float | None = None
+    active: int = 0
+    waiting: int = 0
+    fresh: bool = True  # the next request reports the load time
+
+    @property
+    def busy(self) -> bool:
+        return self.active > 0 or self.waiting > 0
+
+
+@dataclass
+class Metrics:
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    worker_restarts: int = 0
+    loads: int = 0
+    ttft: list[float] = field(default_factory=list)
+
+
+def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
+    """Weights plus the f16 KV cache for the context plus a compute buffer."""
+    weights = manifest.size
+    if manifest.format != "gguf":
+        return int(weights * 1.3)
+    try:
+        from llmtui.models.gguf_info import read_info
+
+        info = read_info(path)
+        md = info.metadata
+        arch = info.architecture
+        layers = int(md.get(f"{arch}.block_count") or 0)
+        embd = int(md.get(f"{arch}.embedding_length") or 0)
+        heads = int(md.get(f"{arch}.attention.head_count") or 1) or 1
+        kv_heads = int(md.get(f"{arch}.attention.head_count_kv") or heads) or heads
+        ctx = num_ctx or int(info.context_length or 4096)
+        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2
+    except LlmtuiError:
+        kv = 0
+    return int(weights + kv + 96 * 1024 * 1024)
+
+
+class EngineManager:
+    """The daemon's engine. All methods run on one asyncio loop."""
+
+    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or settings.store()
+        cfg = settings.config
+        self.default_keep_alive = parse_duration(
+            __import__("os").environ.get("LLMTUI_KEEP_ALIVE") or cfg.get("keep_alive"))
+        self.max_loaded = int(cfg.get("max_loaded_models"))
+        self.max_queue = int(cfg.get("max_queue"))
+        self.default_ctx = int(cfg.get("context_length"))
+        self.default_threads = int(cfg.get("threads"))
+        self.default_gpu_layers = int(cfg.get("gpu_layers"))
+        self.budget = self._budget(str(cfg.get("memory_budget")))
+        self.runners: dict[str, Runner] = {}
+        self._load_locks: dict[str, asyncio.Lock] = {}
+        self._evict_lock = asyncio.Lock()
+        self._reaper: asyncio.Task[None] | None = None
+        self.metrics = Metrics()
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self.last_activity = time.monotonic()
+
+    @staticmethod
+    def _budget(text: str) -> int:
+        from llmtui.models.catalog import total_ram
+
+        if text.endswith("%"):
+            return int(total_ram() * float(text[:-1]) / 100)
+        return parse_size(text)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap_loop(), name="engine-reaper")
+
+    async def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        await asyncio.gather(*(self.unload(k) for k in list(self.runners)),
+                             return_exceptions=True)
+
+    async def _reap_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for key, runner in list(self.runners.items()):
+                if not runner.busy and now >= runner.expires_at:
+                    await self.unload(key)
+
+    @property
+    def busy(self) -> bool:
+        return any(r.busy for r in self.runners.values())
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def _load_options(self, manifest: Manifest, options: dict[str, Any],
+                      embedding: bool) -> dict[str, Any]:
+        ctx = int(options.get("num_ctx") or self.default_ctx or 0)
+        return {
+            "num_ctx": ctx,
+            "num_gpu": int(options.get("num_gpu", self.default_gpu_layers)),
+            "num_thread": int(options.get("num_thread") or self.default_threads or 0),
+            "embedding": embedding,
+        }
+
+    async def _runner(self, model: str, options: dict[str, Any], *,
+                      embedding: bool = False) -> Runner:
+        """The loaded runner for a model, loading (or reloading) it when needed."""
+        name = ModelName.parse(model)
+        manifest, path = self.store.resolve_file(name)
+        model_embeds = "embedding" in manifest.capabilities
+        use_embedding = embedding or model_embeds
+        key = str(name) + ("#embed" if use_embedding and not model_embeds else "")
+        wanted = self._load_options(manifest, options, use_embedding)
+        lock = self._load_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            runner = self.runners.get(key)
+            if runner is not None and not runner.process.dead:
+                same_file = runner.manifest.digest == manifest.digest
+                changed = any(k in options and wanted[k] != runner.load_options[k]
+                              for k in LOAD_OPTIONS)
+                if same_file and not changed:
+                    return runner
+                while runner.busy:  # let in-flight requests finish before reloading
+                    await asyncio.sleep(0.05)
+                await self.unload(key)
+            need = estimate_memory(manifest, path, wanted["num_ctx"])
+            await self._make_room(need, str(name))
+            process = WorkerProcess(str(name), on_exit=self._on_worker_exit)
+            info = await process.start(manifest.format, str(path), wanted)
+            self.metrics.loads += 1
+            runner = Runner(key=key, manifest=manifest, process=process,
+                            load_options=wanted, memory=need,
+                            load_seconds=float(info.get("load_seconds", 0.0)),
+                            slots=asyncio.Semaphore(int(info.get("slots", 1))))
+            self.runners[key] = runner
+            return runner
+
+    async def _make_room(self, need: int, label: str) -> None:
+        """Evict idle models, least recently used first, until the new one fits."""
+        if need > self.budget:
+            raise LlmtuiError(
+                f"'{label}' needs about {need / 1e9:.1f} GB but the memory budget is "
+                f"{self.budget / 1e9:.1f} GB",
+                hint="use a smaller model or context, or raise memory_budget "
+                     "(llm config set memory_budget 90%)")
+        async with self._evict_lock:
+            while True:
+                used = sum(r.memory for r in self.runners.values())
+                if used + need <= self.budget and len(self.runners) < self.max_loaded:
+                    return
+                idle = sorted((r for r in self.runners.values() if not r.busy),
+                              key=lambda r: r.last_used)
+                if not idle:
+                    raise BusyError(
+                        f"no room to load '{label}': every loaded model is busy",
+                        hint="try again shortly, or raise max_loaded_models / memory_budget")
+                await self.unload(idle[0].key)
+
+    def _on_worker_exit(self, process: WorkerProcess) -> None:
+        for key, runner in list(self.runners.items()):
+            if runner.process is process:
+                del self.runners[key]
+                if not process.stopping:
+                    self.metrics.worker_restarts += 1
+
+    async def unload(self, key: str) -> bool:
+        runner = self.runners.pop(key, None)
+        if runner is None:
+            return False
+        await runner.process.shutdown()
+        return True
+
+    async def unload_model(self, model: str) -> bool:
+        name = str(ModelName.parse(model))
+        keys = [k for k in self.runners if k == name or k == f"{name}#embed"]
+        done = [await self.unload(k) for k in keys]
+        return any(done)
+
+    async def load(self, model: str, options: dict[str, Any] | None = None,
+                   keep_alive: Any = None) -> Runner:
+        runner = await self._runner(model, options or {})
+        self._touch(runner, keep_alive)
+        return runner
+
+    def _touch(self, runner: Runner, keep_alive: Any) -> None:
+        seconds = self.default_keep_alive if keep_alive is None else parse_keep_alive(keep_alive)
+        runner.last_used = time.monotonic()
+        self.last_activity = runner.last_used
+        if seconds < 0:
+            runner.expires_at, runner.expires_wall = math.inf, None
+        else:
+            runner.expires_at = runner.last_used + seconds
+            runner.expires_wall = time.time() + seconds
+
+    # -- requests ------------------------------------------------------------------------------
+
+    async def stream(self, kind: str, model: str, request: dict[str, Any],
+                     keep_alive: Any = None) -> AsyncGenerator[dict[str, Any], None]:
+        """Run a generate or chat request; yields {"text"} chunks then a final {"done"}.
+
+        Closing the iterator early (a client went away) cancels the generation in the
+        worker within a token.
+        """
+        if kind not in ("generate", "chat"):
+            raise InvalidInput(f"unknown request kind {kind!r}")
+        options = request.get("options") or {}
+        if keep_alive is not None:
+            parse_keep_alive(keep_alive)  # a bad value fails before any work
+        queued_at = time.perf_counter()
+        runner = await self._runner(model, options)
+        if runner.waiting >= self.max_queue:
+            raise BusyError(f"'{model}' is busy: {runner.waiting} requests are waiting",
+                            hint="retry later")
+        runner.waiting += 1
+        try:
+            await runner.slots.acquire()
+        finally:
+            runner.waiting -= 1
+        runner.active += 1
+        self.metrics.requests += 1
+        load_seconds = runner.load_seconds if runner.fresh else 0.0
+        runner.fresh = False
+        req_id = None
+        finished = False
+        try:
+            req_id, queue = await runner.process.request({"op": kind, "request": request})
+            started = time.perf_counter()
+            first = True
+            while True:
+                msg = await queue.get()
+                kind_ = msg.get("type")
+                if kind_ == "chunk":
+                    if first:
+                        self.metrics.ttft.append(time.perf_counter() - started)
+                        first = False
+                    yield {"text": msg["text"]}
+                elif kind_ == "done":
+                    finished = True
+                    stats = dict(msg.get("stats") or {})
+                    stats["load_seconds"] = load_seconds
+                    stats["queue_seconds"] = started - queued_at - load_seconds
+                    stats["total_seconds"] = time.perf_counter() - queued_at
+                    self.metrics.prompt_tokens += int(stats.get("prompt_tokens") or 0)
+                    self.metrics.completion_tokens += int(stats.get("completion_tokens") or 0)
+                    yield {"done": True, "stats": stats}
+                    return
+                else:
+                    finished = True
+                    raise error_from(msg)
+        finally:
+            # No awaits here: this runs when a client disconnects, inside a cancelled
+            # scope; follow-up work goes to background tasks so it cannot be cut short.
+            if req_id is not None:
+                if not finished:
+                    self._spawn(runner.process.cancel(req_id))
+                runner.process.release(req_id)
+            self._finish(runner, keep_alive)
+
+    async def complete(self, kind: str, model: str, request: dict[str, Any],
+                       keep_alive: Any = None) -> tuple[str, dict[str, Any]]:
+        """A whole reply at once: (text, stats)."""
+        parts: list[str] = []
+        stats: dict[str, Any] = {}
+        async for event in self.stream(kind, model, request, keep_alive):
+            if "text" in event:
+                parts.append(event["text"])
+            else:
+                stats = event["stats"]
+        return "".join(parts), stats
+
+    async def _simple(self, runner: Runner, msg: dict[str, Any], keep_alive: Any) -> dict[str, Any]:
+        runner.waiting += 1
+        try:
+            await runner.slots.acquire()
+        finally:
+            runner.waiting -= 1
+        runner.active += 1
+        req_id = None
+        try:
+            req_id, queue = await runner.process.request(msg)
+            reply = await queue.get()
+            if reply.get("type") != "done":
+                raise error_from(reply)
+            return reply
+        finally:
+            if req_id is not None:
+                runner.process.release(req_id)
+            self._finish(runner, keep_alive)
+
+    def _finish(self, runner: Runner, keep_alive: Any) -> None:
+        runner.active -= 1
+        runner.slots.release()
+        self._touch(runner, keep_alive)
+        if runner.expires_at <= time.monotonic() and not runner.busy:
+            self._spawn(self.unload(runner.key))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def embed(self, model: str, inputs: list[str], options: dict[str, Any] | None = None,
+                    keep_alive: Any = None, truncate: bool = True) -> dict[str, Any]:
+        runner = await self._runner(model, options or {}, embedding=True)
+        load_seconds = runner.load_seconds if runner.fresh else 0.0
+        runner.fresh = False
+        reply = await self._simple(runner, {"op": "embed", "input": inputs,
+                                            "options": {"truncate": truncate}}, keep_alive)
+        return {"embeddings": reply["embeddings"], "load_seconds": load_seconds,
+                "seconds": reply.get("seconds", 0.0)}
+
+    async def tokenize(self, model: str, text: str, keep_alive: Any = None) -> list[int]:
+        runner = await self._runner(model, {})
+        reply = await self._simple(runner, {"op": "tokenize", "text": text}, keep_alive)
+        return list(reply["tokens"])
+
+    def ps(self) -> list[dict[str, Any]]:
+        out = []
+        for runner in sorted(self.runners.values(), key=lambda r: r.key):
+            info = runner.process.info
+            out.append({
+                "name": runner.manifest.name, "key": runner.key, "pid": runner.process.pid,
+                "digest": runner.manifest.digest, "size": runner.memory,
+                "size_vram": runner.memory if info.get("gpu_offload") else 0,
+                "gpu_layers": info.get("gpu_layers", 0), "context_length": info.get("n_ctx"),
+                "expires_at": runner.expires_wall, "active": runner.active,
+                "waiting": runner.waiting, "manifest": runner.manifest,
+            })
+        return out
+
+
+def parse_keep_alive(value: Any) -> float:
+    """Ollama's keep_alive: a duration string or a number of seconds; negative is forever."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise InvalidInput(f"invalid keep_alive: {exc}") from None
+    if math.isnan(seconds):
+        raise InvalidInput("invalid keep_alive")
+    return seconds
+
+
+__all__ = ["EngineManager", "GenerationError", "Runner", "parse_keep_alive"]
