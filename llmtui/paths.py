@@ -19,6 +19,17 @@ class Paths:
     runtime_dir: Path
     #: Set only when LLMTUI_MODELS overrides the models folder.
     models_env: Path | None = None
+    #: Set only when LLMTUI_HOME put everything under one folder.
+    home: Path | None = None
+
+    def environ(self) -> dict[str, str]:
+        """The variables a child process (the daemon) needs to see the same folders."""
+        env: dict[str, str] = {}
+        if self.home is not None:
+            env["LLMTUI_HOME"] = str(self.home)
+        if self.models_env is not None:
+            env["LLMTUI_MODELS"] = str(self.models_env)
+        return env
 
     @property
     def config_file(self) -> Path:
@@ -46,11 +57,16 @@ class Paths:
                 cache_dir=root / "cache",
                 runtime_dir=root / "run",
                 models_env=models_env,
+                home=root,
             )
+        import warnings
+
         import platformdirs
 
         dirs = platformdirs.PlatformDirs(APP_NAME, appauthor=False)
-        runtime = Path(dirs.user_runtime_dir)
+        with warnings.catch_warnings():  # no XDG_RUNTIME_DIR: its /tmp fallback is fine
+            warnings.simplefilter("ignore")
+            runtime = Path(dirs.user_runtime_dir)
         return cls(
             config_dir=Path(dirs.user_config_dir),
             data_dir=Path(dirs.user_data_dir),

@@ -40,15 +40,60 @@ def gemma(models_cache: Path) -> Path:
     return models_cache / "gemma3-270m.gguf"
 
 
+def stop_daemon_of(home: Path) -> None:
+    """Stop a daemon a test started under this home (never leave one running)."""
+    status = home / "run" / "daemon.json"
+    if status.exists():
+        subprocess.run([*LLM, "daemon", "stop"], env={**os.environ, "LLMTUI_HOME": str(home)},
+                       capture_output=True, timeout=60)
+
+
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A hermetic llmtui home for this test (LLMTUI_HOME), used by subprocesses too."""
     h = tmp_path / "home"
     monkeypatch.setenv("LLMTUI_HOME", str(h))
     monkeypatch.delenv("LLMTUI_MODELS", raising=False)
+    monkeypatch.delenv("LLMTUI_NO_DAEMON", raising=False)
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("LLMTUI_IDLE_TIMEOUT", "120")
     monkeypatch.setenv("NO_COLOR", "1")
-    return h
+    yield h
+    stop_daemon_of(h)
+
+
+def import_models(home: Path, smollm: Path, gemma: Path | None = None) -> None:
+    """Install the test models by linking them (no copy): fast and real."""
+    env = {**os.environ, "LLMTUI_HOME": str(home)}
+    pairs = [(smollm, "smollm2:135m")] + ([(gemma, "gemma3:270m")] if gemma else [])
+    for path, name in pairs:
+        subprocess.run([*LLM, "import", str(path), "--name", name, "--link"], env=env,
+                       check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def warm_home(tmp_path_factory: pytest.TempPathFactory, smollm: Path,
+              gemma: Path) -> Iterator[Path]:
+    """One home, shared by a module's tests, whose daemon stays warm between them."""
+    h = tmp_path_factory.mktemp("warm") / "home"
+    import_models(h, smollm, gemma)
+    yield h
+    stop_daemon_of(h)
+
+
+@pytest.fixture()
+def warm(warm_home: Path) -> Runner:
+    return Runner({"LLMTUI_HOME": str(warm_home), "NO_COLOR": "1",
+                   "LLMTUI_IDLE_TIMEOUT": "300"})
+
+
+@pytest.fixture()
+def client(warm_home: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from llmtui.config import Settings
+    from llmtui.daemon.client import Client
+
+    monkeypatch.setenv("LLMTUI_IDLE_TIMEOUT", "300")
+    return Client(settings=Settings.load({"LLMTUI_HOME": str(warm_home)}))
 
 
 class Runner:

@@ -33,6 +33,16 @@ def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, 
         raise InvalidInput(f"the model's chat template failed: {exc}") from None
 
 
+def _pool_normalize(vector: Any) -> list[float]:
+    """A sentence vector: mean of per-token vectors (models without pooling), L2-normalized."""
+    if vector and isinstance(vector[0], list):
+        dims = len(vector[0])
+        vector = [sum(tok[i] for tok in vector) / len(vector) for i in range(dims)]
+    values = [float(x) for x in vector]
+    norm = sum(x * x for x in values) ** 0.5
+    return [x / norm for x in values] if norm > 0 else values
+
+
 class LlamaCppBackend:
     """One loaded GGUF model. Not thread-safe: the worker runs one operation at a time."""
 
@@ -259,8 +269,8 @@ class LlamaCppBackend:
             if n > self.n_ctx and not options.get("truncate", True):
                 raise ContextOverflow(
                     f"an input is {n} tokens but the context holds {self.n_ctx}")
-        out = self.llm.embed(texts, normalize=True, truncate=bool(options.get("truncate", True)))
-        return [list(map(float, v)) for v in out]
+        out = self.llm.embed(texts, normalize=False, truncate=bool(options.get("truncate", True)))
+        return [_pool_normalize(v) for v in out]
 
     def close(self) -> None:
         if self.llm is not None:

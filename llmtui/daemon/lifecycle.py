@@ -100,6 +100,7 @@ def _spawn(settings: Settings, dp: DaemonPaths, timeout: float) -> str:
             [sys.executable, "-m", "llmtui.daemon"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
             start_new_session=True, close_fds=True, cwd="/",
+            env={**os.environ, **settings.paths.environ()},
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -392,11 +392,23 @@ def _fetch_source(store: Store, source: Source, on_event: OnEvent) -> list[Layer
         client.close()
 
 
+def _catalog_by_hash(digest: str) -> CatalogEntry | None:
+    """A local file that is byte-for-byte a catalog model gets the catalog's metadata."""
+    from llmtui.models.catalog import load_catalog
+
+    for entry in load_catalog().values():
+        if any(src.sha256 == digest for src in entry.sources):
+            return entry
+    return None
+
+
 def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str, source: str,
                    entry: CatalogEntry | None) -> Manifest:
     """Read the model's own metadata (GGUF) and merge what the catalog knows."""
     base = Manifest(name=str(name), format=fmt, layers=tuple(layers), source=source,
                     created=now_iso())
+    if entry is None and len(layers) == 1:
+        entry = _catalog_by_hash(layers[0].digest)
     if entry is not None:
         base = replace(base, family=entry.family, parameter_size=entry.parameters,
                        quantization=entry.quantization, context_length=entry.context_length,
