@@ -198,8 +198,14 @@ class LlamaCppBackend:
         if fmt == "json":
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         if isinstance(fmt, dict):
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
             try:
-                return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+                gbnf = json_schema_to_gbnf(json.dumps(fmt))
+                # The converter's string characters admit raw control characters, which
+                # JSON forbids; use the same character class as its plain JSON grammar.
+                gbnf = gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
+                return LlamaGrammar.from_string(gbnf, verbose=False)
             except Exception as exc:
                 raise InvalidInput(f"unsupported JSON schema: {exc}") from None
         raise InvalidInput("format must be \"json\" or a JSON schema object")

@@ -8,7 +8,7 @@ from typing import Any
 
 from llmtui.cli.gen_cmd import GenOptions, stream_reply
 
-REPLY_RESERVE = 512  # tokens kept free for each partial summary
+REPLY_RESERVE = 512  # tokens kept free for each partial summary (at most a quarter of ctx)
 PROMPT_OVERHEAD = 160  # the template and instruction around the text
 
 
@@ -60,7 +60,8 @@ def map_reduce(client: Any, opts: GenOptions, text: str,
                instruction: str) -> tuple[str, dict[str, Any]]:
     """One call when the text fits; otherwise map over chunks and reduce (recursively)."""
     ctx = context_length(client, opts)
-    budget = max(128, ctx - REPLY_RESERVE - PROMPT_OVERHEAD)
+    reserve = min(REPLY_RESERVE, ctx // 4)
+    budget = max(128, ctx - reserve - PROMPT_OVERHEAD)
     n_tokens = len(client.tokenize(opts.model, text))
     if n_tokens <= budget:
         return stream_reply(client, opts, messages=[
@@ -68,7 +69,7 @@ def map_reduce(client: Any, opts: GenOptions, text: str,
     chars_per_token = max(1.0, len(text) / max(1, n_tokens))
     chunks = split_text(text, int(budget * chars_per_token * 0.9))
     partial_opts = GenOptions(model=opts.model, options={**opts.options, "num_predict": min(
-        int(opts.options.get("num_predict") or REPLY_RESERVE), REPLY_RESERVE)},
+        int(opts.options.get("num_predict") or reserve), reserve)},
         keep_alive=opts.keep_alive)
     part_instruction = ("Summarize this part of a longer document in a short paragraph, "
                         "keeping names, numbers and conclusions. Output only the summary.")

@@ -58,3 +58,17 @@ def test_fit_markers() -> None:
     assert fit(15 * gb, 16 * gb) == "too-big"
     rec = recommend(8 * gb)
     assert rec is not None and rec.ram <= 4 * gb and "chat" in rec.capabilities
+
+
+def test_headless_core_never_imports_textual() -> None:
+    code = (
+        "import sys\n"
+        "import llmtui.engine.manager, llmtui.engine.worker, llmtui.engine.process\n"
+        "import llmtui.daemon.server, llmtui.daemon.client, llmtui.daemon.lifecycle\n"
+        "import llmtui.models.store, llmtui.models.pull, llmtui.models.catalog\n"
+        "import llmtui.api.app, llmtui.api.ollama, llmtui.backends.llamacpp\n"
+        "import llmtui.cli.app, llmtui.cli.gen_cmd, llmtui.cli.mapreduce, llmtui.cli.repl\n"
+        "assert 'textual' not in sys.modules, 'textual imported by the headless core'\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr

@@ -188,7 +188,6 @@ def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
 
     from llmtui.config import Settings
     from llmtui.daemon.client import Client
-
     from tests.conftest import stop_daemon_of
 
     home = warm_home.parent / "queue-home"
@@ -211,7 +210,7 @@ def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
             try:
                 results.append(list(c.generate("smollm2:135m", "Write a long story.",
                                                options=long))[-1]["done"])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results.append(exc)
 
         first = threading.Thread(target=run)

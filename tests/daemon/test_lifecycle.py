@@ -91,7 +91,7 @@ def test_two_autostarts_at_once_make_one_daemon(home, smollm) -> None:
         assert p.returncode == 0, err
     pids = {int(line.split()[0]) for line in subprocess.run(
         ["pgrep", "-f", "-a", "llmtui.daemon"], capture_output=True, text=True).stdout.splitlines()
-        if str(home) in open(f"/proc/{line.split()[0]}/environ", "rb").read().decode(
+        if str(home) in Path(f"/proc/{line.split()[0]}/environ").read_bytes().decode(
             errors="replace")}
     assert len(pids) == 1, pids
     assert status_of(home)["pid"] in pids
@@ -149,7 +149,7 @@ def test_worker_killed_mid_generation(home, smollm, monkeypatch) -> None:
         try:
             list(client.generate("smollm2:135m", "Write a long story.",
                                  options={"num_predict": 2000}))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     t = threading.Thread(target=gen)
@@ -186,7 +186,7 @@ def test_bad_gguf_crash_is_contained(home, smollm, tmp_path) -> None:
     client = Client(settings=Settings.load())
     try:
         list(client.generate("broken:1", "hi"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         assert "broken" in str(exc) or "load" in str(exc) or "truncated" in str(exc)
     else:
         raise AssertionError("a broken model loaded")
