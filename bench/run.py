@@ -177,7 +177,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = ap.parse_args()
-    home, env = setup_home(args.threads)
+    _home, env = setup_home(args.threads)
     from llmtui.config import Settings
     from llmtui.daemon.client import Client
 
