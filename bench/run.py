@@ -68,9 +68,11 @@ def daemon_run(client: object, model: str, n: int) -> tuple[float, float, int]:
     start = time.perf_counter()
     first = last = 0.0
     count = 0
+    # The same sampler settings as raw_run (llama-cpp-python's defaults there).
+    opts = {"temperature": 0, "top_k": 1, "seed": 1, "num_predict": n, "top_p": 0.95,
+            "min_p": 0.05, "repeat_penalty": 1.0}
     for part in client.generate(model, PROMPT, raw=True, keep_alive="-1",  # type: ignore[attr-defined]
-                                options={"temperature": 0, "top_k": 1, "seed": 1,
-                                         "num_predict": n}):
+                                options=opts):
         now = time.perf_counter()
         if part.get("response"):
             count += 1

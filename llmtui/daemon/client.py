@@ -132,16 +132,33 @@ class Client(_Base):
             print(part["response"], end="")
     """
 
+    _conn: httpx.Client | None = None
+
     def _http(self) -> httpx.Client:
-        if self.host:
-            return httpx.Client(**self._client_kwargs())
-        transport = httpx.HTTPTransport(uds=self._socket_path())
-        return httpx.Client(transport=transport, **self._client_kwargs())
+        """One connection pool for the client's life (building one costs milliseconds)."""
+        if self._conn is None:
+            if self.host:
+                self._conn = httpx.Client(**self._client_kwargs())
+            else:
+                # No TLS on a Unix socket: skipping verify avoids loading the CA bundle.
+                transport = httpx.HTTPTransport(uds=self._socket_path(), verify=False)
+                self._conn = httpx.Client(transport=transport, **self._client_kwargs())
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            with self._http() as http:
-                resp = http.request(method, path, json=body)
+            resp = self._http().request(method, path, json=body)
         except httpx.ConnectError as exc:
             raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
         except httpx.TransportError as exc:
@@ -153,7 +170,7 @@ class Client(_Base):
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST and yield NDJSON objects; closing the iterator cancels on the daemon."""
         try:
-            with self._http() as http, http.stream("POST", path, json=body) as resp:
+            with self._http().stream("POST", path, json=body) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise_for_error(_decode(resp), resp.status_code)
@@ -224,7 +241,7 @@ class AsyncClient(_Base):
     def _http(self) -> httpx.AsyncClient:
         if self.host:
             return httpx.AsyncClient(**self._client_kwargs())
-        transport = httpx.AsyncHTTPTransport(uds=self._socket_path())
+        transport = httpx.AsyncHTTPTransport(uds=self._socket_path(), verify=False)
         return httpx.AsyncClient(transport=transport, **self._client_kwargs())
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:

@@ -44,7 +44,7 @@ def probe(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
     import httpx
 
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=socket_path),
+        with httpx.Client(transport=httpx.HTTPTransport(uds=socket_path, verify=False),
                           base_url="http://llmtui", timeout=timeout) as client:
             resp = client.get("/api/x/status")
             if resp.status_code == 200:
@@ -142,7 +142,7 @@ def stop_daemon(settings: Settings, timeout: float = 15.0) -> bool:
             dp.status.unlink()
         return False
     with contextlib.suppress(httpx.HTTPError, OSError), httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(status["socket"])),
+            transport=httpx.HTTPTransport(uds=str(status["socket"]), verify=False),
             base_url="http://llmtui", timeout=5) as client:
         client.post("/api/x/shutdown")
     for sig in (None, signal.SIGTERM, signal.SIGKILL):
