@@ -252,15 +252,7 @@ class EngineManager:
             parse_keep_alive(keep_alive)  # a bad value fails before any work
         queued_at = time.perf_counter()
         runner = await self._runner(model, options)
-        if runner.waiting >= self.max_queue:
-            raise BusyError(f"'{model}' is busy: {runner.waiting} requests are waiting",
-                            hint="retry later")
-        runner.waiting += 1
-        try:
-            await runner.slots.acquire()
-        finally:
-            runner.waiting -= 1
-        runner.active += 1
+        await self._acquire(runner)
         self.metrics.requests += 1
         load_seconds = runner.load_seconds if runner.fresh else 0.0
         runner.fresh = False
@@ -312,13 +304,20 @@ class EngineManager:
                 stats = event["stats"]
         return "".join(parts), stats
 
-    async def _simple(self, runner: Runner, msg: dict[str, Any], keep_alive: Any) -> dict[str, Any]:
+    async def _acquire(self, runner: Runner) -> None:
+        """Wait for a slot in the model's bounded queue; a full queue answers busy."""
+        if runner.waiting >= self.max_queue:
+            raise BusyError(f"'{runner.manifest.name}' is busy: {runner.waiting} requests are "
+                            "waiting", hint="retry later")
         runner.waiting += 1
         try:
             await runner.slots.acquire()
         finally:
             runner.waiting -= 1
         runner.active += 1
+
+    async def _simple(self, runner: Runner, msg: dict[str, Any], keep_alive: Any) -> dict[str, Any]:
+        await self._acquire(runner)
         req_id = None
         try:
             req_id, queue = await runner.process.request(msg)

@@ -321,25 +321,18 @@ def fetch_pip(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
 
 def _stream_parts(store: Store, streams: list[Any], total: int, label: str,
                   expected_sha256: str | None, on_event: OnEvent) -> tuple[str, int]:
-    tmp = store.new_temp()
-    hasher = hashlib.sha256()
     done = 0
-    try:
-        with tmp.open("wb") as out:
-            for stream in streams:
-                while chunk := stream.read(CHUNK):
-                    write_all(out, chunk)
-                    hasher.update(chunk)
-                    done += len(chunk)
-                    on_event({"status": f"pulling {label}", "digest": label, "total": total,
-                              "completed": done})
-        on_event({"status": "verifying sha256 digest"})
-        digest = hasher.hexdigest()
-        store.commit_blob(tmp, digest, done, expected_sha256, total)
-        return digest, done
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        on_event({"status": f"pulling {label}", "digest": label, "total": total,
+                  "completed": done})
+
+    digest, size = store.add_blob_from_stream(streams, expected_sha256=expected_sha256,
+                                              expected_size=total, progress=progress)
+    on_event({"status": "verifying sha256 digest"})
+    return digest, size
 
 
 # -- orchestration ------------------------------------------------------------------------------

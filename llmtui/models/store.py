@@ -210,21 +210,26 @@ class Store:
         _fsync_dir(self.blobs)
         return final
 
-    def add_blob_from_stream(self, stream: BinaryIO, *, expected_sha256: str | None = None,
+    def add_blob_from_stream(self, stream: BinaryIO | list[BinaryIO], *,
+                             expected_sha256: str | None = None,
                              expected_size: int | None = None,
                              progress: Any = None) -> tuple[str, int]:
-        """Copy a stream into the store, hashing as it goes; returns (sha256, size)."""
+        """Copy one stream, or several joined in order, into the store, hashing as it goes.
+
+        Returns (sha256, size); ``progress`` is called with each chunk's length.
+        """
         tmp = self.new_temp()
         hasher = hashlib.sha256()
         size = 0
         try:
             with tmp.open("wb") as out:
-                while chunk := stream.read(CHUNK):
-                    write_all(out, chunk)
-                    hasher.update(chunk)
-                    size += len(chunk)
-                    if progress is not None:
-                        progress(len(chunk))
+                for part in stream if isinstance(stream, list) else [stream]:
+                    while chunk := part.read(CHUNK):
+                        write_all(out, chunk)
+                        hasher.update(chunk)
+                        size += len(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
             digest = hasher.hexdigest()
             self.commit_blob(tmp, digest, size, expected_sha256, expected_size)
             return digest, size

@@ -12,6 +12,7 @@ import pytest
 from llmtui.errors import BusyError, ContextOverflow, InvalidInput, ModelNotFound
 
 GREEDY = {"temperature": 0, "num_predict": 12, "seed": 1}
+COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
 
 
 def raw(client: Any) -> httpx.Client:
@@ -169,8 +170,8 @@ def test_prompt_over_context(client: Any) -> None:
 
 def test_client_disconnect_frees_model(client: Any) -> None:
     client.load("smollm2:135m")
-    it = client.generate("smollm2:135m", "Tell a very long story about a dragon.",
-                         options={"temperature": 0.7, "num_predict": 2000})
+    it = client.generate("smollm2:135m", COUNTING, raw=True,
+                         options={"temperature": 0, "num_predict": 2000})
     for _ in range(3):
         next(it)
     it.close()  # the client goes away mid-stream
@@ -208,7 +209,8 @@ def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
 
         def run() -> None:
             try:
-                results.append(list(c.generate("smollm2:135m", "Write a long story.",
+                # A raw counting prompt runs to the token limit (no early end).
+                results.append(list(c.generate("smollm2:135m", COUNTING, raw=True,
                                                options=long))[-1]["done"])
             except Exception as exc:
                 results.append(exc)
