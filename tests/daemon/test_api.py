@@ -12,7 +12,9 @@ import pytest
 from llmtui.errors import BusyError, ContextOverflow, InvalidInput, ModelNotFound
 
 GREEDY = {"temperature": 0, "num_predict": 12, "seed": 1}
+# Greedy counting without a repeat penalty runs to the token limit: a reliably long job.
 COUNTING = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,"
+LONG = {"temperature": 0, "repeat_penalty": 1.0, "num_predict": 400}
 
 
 def raw(client: Any) -> httpx.Client:
@@ -171,7 +173,7 @@ def test_prompt_over_context(client: Any) -> None:
 def test_client_disconnect_frees_model(client: Any) -> None:
     client.load("smollm2:135m")
     it = client.generate("smollm2:135m", COUNTING, raw=True,
-                         options={"temperature": 0, "num_predict": 2000})
+                         options={**LONG, "num_predict": 2000})
     for _ in range(3):
         next(it)
     it.close()  # the client goes away mid-stream
@@ -204,7 +206,7 @@ def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
     c = Client(settings=Settings.load({"LLMTUI_HOME": str(home)}))
     try:
         c.load("smollm2:135m")
-        long = {"temperature": 0, "num_predict": 400}  # greedy counting: never ends early
+        long = LONG
         results: list[Any] = []
 
         def run() -> None:

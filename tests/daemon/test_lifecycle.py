@@ -147,8 +147,9 @@ def test_worker_killed_mid_generation(home, smollm, monkeypatch) -> None:
 
     def gen() -> None:
         try:
-            list(client.generate("smollm2:135m", "1, 2, 3, 4, 5, 6, 7, 8,", raw=True,
-                                 options={"num_predict": 2000, "temperature": 0}))
+            list(client.generate("smollm2:135m", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,",
+                                 raw=True, options={"num_predict": 2000, "temperature": 0,
+                                                    "repeat_penalty": 1.0}))
         except BaseException as exc:
             errors.append(exc)
 
