@@ -263,6 +263,8 @@ def _is_model(word: str) -> bool:
 
 LENGTHS = {"short": "in two or three sentences", "medium": "in one paragraph",
            "long": "in several paragraphs covering every main point"}
+#: Token budgets per length, so a model that rambles still stops (--max-tokens overrides).
+LENGTH_TOKENS = {"short": 120, "medium": 300, "long": 800}
 
 
 def summarize(
@@ -280,7 +282,8 @@ def summarize(
     body = compose(read_stdin(), " ".join(text or []))
     if not body:
         raise InvalidInput("nothing to summarize: pipe text in or pass it as an argument")
-    opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
+    budget = max_tokens if max_tokens is not None else LENGTH_TOKENS[length]
+    opts = build_options(model, system, temperature, seed, budget, fmt, ctx, json_out,
                          False, verbose)
     style = "as a bullet list" if bullets else LENGTHS[length]
     instruction = opts.system or (
