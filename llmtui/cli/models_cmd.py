@@ -106,7 +106,9 @@ def show(
         "license": (gguf.license if gguf else None) or manifest.license,
         "capabilities": list(manifest.capabilities),
         "size": manifest.size, "digest": f"sha256:{manifest.digest}",
-        "source": manifest.source, "location": str(path), "linked": manifest.linked,
+        "source": manifest.source,
+        "location": str(path if len(manifest.layers) == 1 else store.model_dir(manifest)),
+        "linked": manifest.linked,
         "created": manifest.created,
     }
     if json_out:
