@@ -6,7 +6,6 @@ faults: 404, 500, an HTML page, a connection dropped after N bytes, slow bodies.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -33,12 +32,7 @@ class ServerState:
     report_hash: bool = True
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+from tests.fetch_models import sha256_of as sha256_file  # noqa: E402  (one hashing helper)
 
 
 class Handler(BaseHTTPRequestHandler):
