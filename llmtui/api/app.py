@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -20,7 +21,7 @@ from llmtui.engine.manager import EngineManager
 def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = None) -> Starlette:
     """The daemon's app; settings and engine are passed in so tests can build their own."""
     api = OllamaAPI(engine)
-    started = __import__("time").time()
+    started = time.time()
 
     async def status(request: Request) -> Response:
         return JSONResponse({

@@ -182,16 +182,13 @@ class OllamaAPI:
         parts: list[str] = []
         stats: dict[str, Any] = {}
         try:
-            for event in ([first] if first else []):
+            event = first
+            while event is not None:
                 if "text" in event:
                     parts.append(event["text"])
                 else:
                     stats = event["stats"]
-            async for event in events:
-                if "text" in event:
-                    parts.append(event["text"])
-                else:
-                    stats = event["stats"]
+                event = await anext(events, None)
         finally:
             await events.aclose()
         return JSONResponse(collect("".join(parts), stats))

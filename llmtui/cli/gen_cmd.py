@@ -30,12 +30,6 @@ class GenOptions:
     keep_alive: str | None = None
 
 
-def settings_default_model() -> str:
-    from llmtui.config import Settings
-
-    return str(Settings.load().config.get("default_model"))
-
-
 def build_options(model: str | None, system: str | None, temperature: float | None,
                   seed: int | None, max_tokens: int | None, fmt: str | None, ctx: int | None,
                   json_out: bool, truncate: bool, verbose: bool) -> GenOptions:

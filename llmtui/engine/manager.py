@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import time
+from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +53,8 @@ class Metrics:
     completion_tokens: int = 0
     worker_restarts: int = 0
     loads: int = 0
-    ttft: list[float] = field(default_factory=list)
+    #: Recent times to first token; bounded, so a long-lived daemon does not grow.
+    ttft: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
 
 
 def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
@@ -84,7 +87,7 @@ class EngineManager:
         self.store = store or settings.store()
         cfg = settings.config
         self.default_keep_alive = parse_duration(
-            __import__("os").environ.get("LLMTUI_KEEP_ALIVE") or cfg.get("keep_alive"))
+            os.environ.get("LLMTUI_KEEP_ALIVE") or cfg.get("keep_alive"))
         self.max_loaded = int(cfg.get("max_loaded_models"))
         self.max_queue = int(cfg.get("max_queue"))
         self.default_ctx = int(cfg.get("context_length"))
@@ -291,18 +294,6 @@ class EngineManager:
                     self._spawn(runner.process.cancel(req_id))
                 runner.process.release(req_id)
             self._finish(runner, keep_alive)
-
-    async def complete(self, kind: str, model: str, request: dict[str, Any],
-                       keep_alive: Any = None) -> tuple[str, dict[str, Any]]:
-        """A whole reply at once: (text, stats)."""
-        parts: list[str] = []
-        stats: dict[str, Any] = {}
-        async for event in self.stream(kind, model, request, keep_alive):
-            if "text" in event:
-                parts.append(event["text"])
-            else:
-                stats = event["stats"]
-        return "".join(parts), stats
 
     async def _acquire(self, runner: Runner) -> None:
         """Wait for a slot in the model's bounded queue; a full queue answers busy."""

@@ -102,15 +102,14 @@ class WorkerProcess:
             await self.proc.stdin.drain()
 
     async def _read_loop(self) -> None:
-        reason = ""
         try:
             while True:
                 msg = await self._read()
                 queue = self.pending.get(str(msg.get("id")))
                 if queue is not None:
                     queue.put_nowait(msg)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            reason = str(exc)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass  # the worker went away; report it below with its exit status
         except asyncio.CancelledError:
             return
         code = await self._reap(5.0)
@@ -120,7 +119,6 @@ class WorkerProcess:
                     "the model will be reloaded on the next request")
             for queue in self.pending.values():
                 queue.put_nowait({"type": "error", "kind": "GenerationError", "error": text})
-        del reason
         if self.on_exit is not None:
             self.on_exit(self)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import struct
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,6 @@ class GGUFInfo:
     license: str | None
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_dict(self, *, with_metadata: bool = False) -> dict[str, Any]:
-        data = asdict(self)
-        if not with_metadata:
-            data.pop("metadata")
-        return data
 
 
 def check_header(path: Path) -> int:
