@@ -125,6 +125,11 @@ def _duration_text(value: object) -> str | int | float:
     return value if isinstance(value, int | float) else str(value)
 
 
+def _size_text(value: object) -> str | int:
+    parse_size(value if isinstance(value, str) else str(value))
+    return value if isinstance(value, int) else str(value)
+
+
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -171,7 +176,20 @@ KEYS: dict[str, Key] = {
         Key("gpu_layers", _number(-1, 100000, integer=True), -1,
             "layers offloaded to the GPU (-1: all, when the build supports it)"),
         Key("host", _text, None, "TCP address the daemon listens on (off when unset)"),
-        Key("api_key", _text, None, "key required from TCP clients"),
+        Key("api_key", _text, None, "key required from TCP clients (LLMTUI_API_KEY)"),
+        Key("allowed_hosts", _text, None,
+            "extra Host header names accepted on TCP, comma-separated ('*': any)"),
+        Key("cors_origins", _text, None,
+            "browser origins allowed to call the API, comma-separated ('*': any)"),
+        Key("max_body", _size_text, "32MB", "largest request body the API accepts"),
+        Key("max_prompt_chars", _number(1, 10**9, integer=True), 4_000_000,
+            "longest prompt or message text the API accepts"),
+        Key("max_messages", _number(1, 10**6, integer=True), 2000,
+            "most messages in one chat request"),
+        Key("max_predict", _number(1, 10**7, integer=True), 131072,
+            "most tokens one request may ask to generate"),
+        Key("request_timeout", _duration_text, "60s",
+            "a client that takes longer to send its request is cut off"),
         Key("theme", _text, "dark", "TUI theme"),
         Key("color", _bool, True, "use colour on a terminal (NO_COLOR also turns it off)"),
     ]

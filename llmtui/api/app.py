@@ -1,7 +1,8 @@
-"""Builds the one ASGI app that every listener (Unix socket, later TCP) serves."""
+"""Builds the one ASGI app that every listener (the Unix socket and TCP) serves."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -9,31 +10,62 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from llmtui import __version__
+from llmtui.api.common import Limits
+from llmtui.api.extras import CountRequests, Extras
+from llmtui.api.graphql import LazyGraphQL
 from llmtui.api.ollama import OllamaAPI
+from llmtui.api.openai import OpenAIAPI
+from llmtui.api.security import Guard, Policy, over_tcp
 from llmtui.engine.manager import EngineManager
 
+log = logging.getLogger("llmtui.api")
 
-def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = None) -> Starlette:
-    """The daemon's app; settings and engine are passed in so tests can build their own."""
-    api = OllamaAPI(engine)
+
+def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = None, *,
+             limits: Limits | None = None, policy: Policy | None = None) -> Starlette:
+    """The daemon's app; the engine, limits and TCP policy are passed in so tests can
+    build their own. ``policy`` applies to TCP requests only (the socket is private)."""
+    limits = limits or Limits.from_settings(engine.settings)
+    api = OllamaAPI(engine, limits)
     started = time.time()
+    extras = Extras(api, started)
 
     async def status(request: Request) -> Response:
+        """The daemon's pid, version, loaded models and whether it is busy."""
         return JSONResponse({
             "version": __version__, "pid": os.getpid(), "started": started,
             "loaded": [item["key"] for item in engine.ps()],
-            "models_dir": str(engine.store.root), "busy": engine.busy,
+            "models_dir": os.path.basename(engine.store.root)
+            if over_tcp(request.scope) else str(engine.store.root),
+            "busy": engine.busy,
         })
 
     async def shutdown(request: Request) -> Response:
+        """Stop the daemon (Unix socket only)."""
+        if over_tcp(request.scope):  # TCP: never let a network client stop it
+            return JSONResponse({"error": "shutdown is only allowed on the Unix socket",
+                                 "code": "forbidden"}, status_code=403)
         if on_shutdown is not None:
             on_shutdown()
         return JSONResponse({"status": "stopping"})
+
+    async def openapi(request: Request) -> Response:
+        """This API's OpenAPI 3.1 description."""
+        from llmtui.api.openapi import build
+
+        return JSONResponse(build(routes))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        # No stack traces or paths for clients; the log has the details.
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"error": "internal error (see the daemon log)",
+                             "code": "internal"}, status_code=500)
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
@@ -43,7 +75,15 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
         finally:
             await engine.close()
 
-    routes = [*api.routes(),
+    graphql = LazyGraphQL(engine)
+    routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(),
+              Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
+              WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),
-              Route("/api/x/shutdown", shutdown, methods=["POST"])]
-    return Starlette(routes=routes, lifespan=lifespan)
+              Route("/api/x/shutdown", shutdown, methods=["POST"]),
+              Route("/openapi.json", openapi, methods=["GET"])]
+    middleware = [Middleware(CountRequests, counts=engine.metrics.http)]
+    if policy is not None:
+        middleware.insert(0, Middleware(Guard, policy=policy))
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
+                     exception_handlers={Exception: internal_error})

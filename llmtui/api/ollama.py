@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,50 +19,24 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from llmtui import __version__
+from llmtui.api.common import (
+    Limits,
+    error_body,
+    error_response,
+    model_field,
+    now_rfc3339,
+    ns,
+    read_body,
+    read_json,
+)
 from llmtui.api.validate import check_format, check_messages, check_options, check_text
+from llmtui.backends.tools import check_tools, parse_tool_calls
 from llmtui.engine.manager import EngineManager, parse_keep_alive
 from llmtui.errors import InvalidInput, LlmtuiError, ModelNotFound
-from llmtui.models.names import ModelName
-from llmtui.models.store import Manifest
+from llmtui.models.names import ModelName, parse_digest
+from llmtui.models.store import Layer, Manifest
 
-MAX_BODY = 32 * 1024 * 1024
 NDJSON = "application/x-ndjson"
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def ns(seconds: float | None) -> int:
-    return int((seconds or 0.0) * 1e9)
-
-
-def error_response(exc: LlmtuiError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if exc.http_status == 503 else None
-    return JSONResponse({"error": str(exc), "code": exc.exit_code.name.lower()},
-                        status_code=exc.http_status, headers=headers)
-
-
-async def read_json(request: Request) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise InvalidInput(f"request body too large ({len(body)} bytes)")
-    if not body.strip():
-        return {}
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        raise InvalidInput("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("request body must be a JSON object")
-    return data
-
-
-def model_field(data: dict[str, Any]) -> str:
-    name = data.get("model") or data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise InvalidInput("'model' is required")
-    return str(ModelName.parse(name))
 
 
 def details(m: Manifest) -> dict[str, Any]:
@@ -93,11 +68,45 @@ def done_reason(stats: dict[str, Any]) -> str:
     return "stop" if reason == "cancel" else reason
 
 
+class ToolStream:
+    """Streams a reply while watching for a tool call.
+
+    Text that could be the start of a call (JSON, a tag, a code fence) is held back until
+    the reply shows what it is; plain answers stream as they come.
+    """
+
+    def __init__(self, tools: list[dict[str, Any]] | None) -> None:
+        self.tools = tools
+        self.held: list[str] = []
+        self.streaming = tools is None
+
+    def feed(self, text: str) -> str:
+        if self.streaming:
+            return text
+        self.held.append(text)
+        head = "".join(self.held).lstrip()
+        if head and head[0] not in "{[<`":
+            self.streaming = True
+            out, self.held = "".join(self.held), []
+            return out
+        return ""
+
+    def finish(self) -> tuple[str, list[dict[str, Any]]]:
+        """(text not yet sent, tool calls) at the end of the reply."""
+        rest = "".join(self.held)
+        if self.tools and rest:
+            calls = parse_tool_calls(rest, self.tools)
+            if calls:
+                return "", calls
+        return rest, []
+
+
 class OllamaAPI:
     """Route handlers bound to one engine."""
 
-    def __init__(self, engine: EngineManager) -> None:
+    def __init__(self, engine: EngineManager, limits: Limits | None = None) -> None:
         self.engine = engine
+        self.limits = limits or Limits()
 
     def routes(self) -> list[Route]:
         e = self.endpoint
@@ -114,6 +123,8 @@ class OllamaAPI:
             Route("/api/pull", e(self.pull), methods=["POST"]),
             Route("/api/delete", e(self.delete), methods=["DELETE"]),
             Route("/api/copy", e(self.copy), methods=["POST"]),
+            Route("/api/create", e(self.create), methods=["POST"]),
+            Route("/api/blobs/{digest}", e(self.blob), methods=["HEAD", "POST"]),
             Route("/api/x/tokenize", e(self.tokenize), methods=["POST"]),
             Route("/api/x/unload", e(self.unload), methods=["POST"]),
         ]
@@ -125,48 +136,55 @@ class OllamaAPI:
                 return await fn(request)
             except LlmtuiError as exc:
                 return error_response(exc)
+        handler.__doc__ = fn.__doc__
+        handler.__name__ = fn.__name__
         return handler
+
+    async def json(self, request: Request) -> dict[str, Any]:
+        return await read_json(request, self.limits)
+
+    def options(self, raw: Any) -> dict[str, Any]:
+        options = check_options(raw)
+        if options.get("num_predict", 0) > self.limits.predict:
+            raise InvalidInput(f"option 'num_predict' may be at most {self.limits.predict}")
+        return options
+
+    def text(self, value: Any, field: str) -> str:
+        text = check_text(value, field)
+        if len(text) > self.limits.prompt_chars:
+            raise InvalidInput(f"'{field}' is too long ({len(text)} characters; the limit "
+                               f"is {self.limits.prompt_chars})")
+        return text
+
+    def messages(self, raw: Any) -> list[dict[str, Any]]:
+        messages = check_messages(raw, self.limits.messages)
+        total = sum(len(m["content"]) for m in messages)
+        if total > self.limits.prompt_chars:
+            raise InvalidInput(f"the messages are too long ({total} characters; the limit "
+                               f"is {self.limits.prompt_chars})")
+        return messages
 
     # -- plain ------------------------------------------------------------------------------
 
     async def root(self, request: Request) -> Response:
+        """Plain-text liveness probe, as Ollama answers it."""
         return PlainTextResponse("llmtui is running")
 
     async def version(self, request: Request) -> Response:
+        """The daemon's version."""
         return JSONResponse({"version": __version__})
 
     # -- generation -------------------------------------------------------------------------
-
-    def _stream(self, events: AsyncGenerator[dict[str, Any], None], first: dict[str, Any] | None,
-                make_chunk: Callable[[str], dict[str, Any]],
-                make_final: Callable[[dict[str, Any]], dict[str, Any]]) -> StreamingResponse:
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                if first is not None:
-                    yield self._line(self._event_line(first, make_chunk, make_final))
-                async for event in events:
-                    yield self._line(self._event_line(event, make_chunk, make_final))
-            except LlmtuiError as exc:
-                yield self._line({"error": str(exc), "code": exc.exit_code.name.lower()})
-            finally:
-                await events.aclose()
-        return StreamingResponse(body(), media_type=NDJSON)
 
     @staticmethod
     def _line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
-    @staticmethod
-    def _event_line(event: dict[str, Any], make_chunk: Callable[[str], dict[str, Any]],
-                    make_final: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        if "text" in event:
-            return make_chunk(event["text"])
-        return make_final(event["stats"])
-
     async def _run(self, kind: str, model: str, req: dict[str, Any], keep_alive: Any,
                    stream: bool, make_chunk: Callable[[str], dict[str, Any]],
-                   make_final: Callable[[dict[str, Any]], dict[str, Any]],
-                   collect: Callable[[str, dict[str, Any]], dict[str, Any]]) -> Response:
+                   make_final: Callable[[str, dict[str, Any], list[dict[str, Any]]],
+                                        dict[str, Any]],
+                   tools: list[dict[str, Any]] | None = None) -> Response:
         events = self.engine.stream(kind, model, req, keep_alive)
         # Pull the first event before answering, so that errors (missing model, prompt too
         # long) become a proper HTTP status instead of an error line in a 200 stream.
@@ -177,21 +195,43 @@ class OllamaAPI:
         except LlmtuiError:
             await events.aclose()
             raise
-        if stream:
-            return self._stream(events, first, make_chunk, make_final)
-        parts: list[str] = []
-        stats: dict[str, Any] = {}
-        try:
-            event = first
-            while event is not None:
-                if "text" in event:
-                    parts.append(event["text"])
-                else:
-                    stats = event["stats"]
-                event = await anext(events, None)
-        finally:
-            await events.aclose()
-        return JSONResponse(collect("".join(parts), stats))
+        watcher = ToolStream(tools)
+        if not stream:
+            parts: list[str] = []
+            stats: dict[str, Any] = {}
+            try:
+                event = first
+                while event is not None:
+                    if "text" in event:
+                        parts.append(event["text"])
+                    else:
+                        stats = event["stats"]
+                    event = await anext(events, None)
+            finally:
+                await events.aclose()
+            text = "".join(parts)
+            calls = parse_tool_calls(text, tools) if tools else []
+            return JSONResponse(make_final("" if calls else text, stats, calls))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                event = first
+                while event is not None:
+                    if "text" in event:
+                        out = watcher.feed(event["text"])
+                        if out:
+                            yield self._line(make_chunk(out))
+                    else:
+                        rest, calls = watcher.finish()
+                        if rest:
+                            yield self._line(make_chunk(rest))
+                        yield self._line(make_final("", event["stats"], calls))
+                    event = await anext(events, None)
+            except LlmtuiError as exc:
+                yield self._line(error_body(exc))
+            finally:
+                await events.aclose()
+        return StreamingResponse(body(), media_type=NDJSON)
 
     async def _load_or_unload(self, model: str, keep_alive: Any, key: str) -> Response:
         base: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "done": True}
@@ -208,21 +248,39 @@ class OllamaAPI:
         return JSONResponse({**base, "done_reason": "load",
                              "total_duration": ns(time.perf_counter() - started)})
 
-    async def generate(self, request: Request) -> Response:
-        data = await read_json(request)
-        model = model_field(data)
-        prompt = check_text(data.get("prompt"), "prompt")
+    def _no_images(self, model: str, images: Any) -> None:
+        if images:
+            if not isinstance(images, list):
+                raise InvalidInput("'images' must be a list of base64 strings")
+            raise InvalidInput(f"'{model}' cannot read images (it is not a vision model)")
+
+    @staticmethod
+    def _keep_alive(data: dict[str, Any]) -> Any:
         keep_alive = data.get("keep_alive")
         if keep_alive is not None:
             parse_keep_alive(keep_alive)
-        if not prompt and not data.get("suffix"):
+        return keep_alive
+
+    async def generate(self, request: Request) -> Response:
+        """Complete a prompt (NDJSON stream unless "stream": false)."""
+        data = await self.json(request)
+        model = model_field(data)
+        prompt = self.text(data.get("prompt"), "prompt")
+        suffix = self.text(data.get("suffix"), "suffix")
+        keep_alive = self._keep_alive(data)
+        if not prompt and not suffix:
             return await self._load_or_unload(model, keep_alive, "response")
-        if data.get("images"):
-            raise InvalidInput(f"'{model}' cannot read images (it is not a vision model)")
+        self._no_images(model, data.get("images"))
+        context = data.get("context")
+        if context is not None and (not isinstance(context, list) or not all(
+                isinstance(t, int) and not isinstance(t, bool) for t in context)):
+            raise InvalidInput("'context' must be a list of token ids")
         req = {
-            "prompt": prompt, "system": check_text(data.get("system"), "system") or None,
+            "prompt": prompt, "suffix": suffix or None,
+            "system": self.text(data.get("system"), "system") or None,
+            "template": self.text(data.get("template"), "template") or None,
             "raw": bool(data.get("raw")), "format": check_format(data.get("format")),
-            "options": check_options(data.get("options")),
+            "options": self.options(data.get("options")), "context": context or None,
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
@@ -231,30 +289,29 @@ class OllamaAPI:
             return {"model": model, "created_at": now_rfc3339(), "response": text,
                     "done": False}
 
-        def final(stats: dict[str, Any]) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(), "response": "",
-                    "done": True, "done_reason": done_reason(stats), **stats_fields(stats)}
+        def final(text: str, stats: dict[str, Any], _calls: Any) -> dict[str, Any]:
+            out = {"model": model, "created_at": now_rfc3339(), "response": text,
+                   "done": True, "done_reason": done_reason(stats)}
+            if stats.get("context"):
+                out["context"] = stats["context"]
+            return {**out, **stats_fields(stats)}
 
-        def collect(text: str, stats: dict[str, Any]) -> dict[str, Any]:
-            return {**final(stats), "response": text}
-
-        return await self._run("generate", model, req, keep_alive, stream, chunk, final,
-                               collect)
+        return await self._run("generate", model, req, keep_alive, stream, chunk, final)
 
     async def chat(self, request: Request) -> Response:
-        data = await read_json(request)
+        """Chat over a list of messages; tools and tool calls as Ollama documents them."""
+        data = await self.json(request)
         model = model_field(data)
-        messages = check_messages(data.get("messages"))
-        keep_alive = data.get("keep_alive")
-        if keep_alive is not None:
-            parse_keep_alive(keep_alive)
+        messages = self.messages(data.get("messages"))
+        keep_alive = self._keep_alive(data)
         if not messages:
             return await self._load_or_unload(model, keep_alive, "message")
-        if any(m.get("images") for m in messages):
-            raise InvalidInput(f"'{model}' cannot read images (it is not a vision model)")
+        self._no_images(model, [m["images"] for m in messages if m.get("images")])
+        tools = check_tools(data.get("tools"))
         req = {
             "messages": messages, "format": check_format(data.get("format")),
-            "options": check_options(data.get("options")), "tools": data.get("tools"),
+            "options": self.options(data.get("options")), "tools": tools,
+            "template": self.text(data.get("template"), "template") or None,
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
@@ -263,62 +320,69 @@ class OllamaAPI:
             return {"model": model, "created_at": now_rfc3339(),
                     "message": {"role": "assistant", "content": text}, "done": False}
 
-        def final(stats: dict[str, Any]) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": ""}, "done": True,
-                    "done_reason": done_reason(stats), **stats_fields(stats)}
+        def final(text: str, stats: dict[str, Any],
+                  calls: list[dict[str, Any]]) -> dict[str, Any]:
+            message: dict[str, Any] = {"role": "assistant", "content": text}
+            if calls:
+                message["tool_calls"] = calls
+            return {"model": model, "created_at": now_rfc3339(), "message": message,
+                    "done": True, "done_reason": done_reason(stats), **stats_fields(stats)}
 
-        def collect(text: str, stats: dict[str, Any]) -> dict[str, Any]:
-            out = final(stats)
-            out["message"]["content"] = text
-            return out
+        return await self._run("chat", model, req, keep_alive, stream, chunk, final, tools)
 
-        return await self._run("chat", model, req, keep_alive, stream, chunk, final, collect)
-
-    async def embed(self, request: Request) -> Response:
-        data = await read_json(request)
-        model = model_field(data)
-        raw = data.get("input")
+    def inputs(self, raw: Any) -> list[str]:
         inputs = [raw] if isinstance(raw, str) else raw
         if not isinstance(inputs, list) or not all(isinstance(s, str) for s in inputs):
             raise InvalidInput("'input' must be a string or a list of strings")
-        if len(inputs) > 4096:
-            raise InvalidInput("at most 4096 inputs per request")
+        if len(inputs) > self.limits.inputs:
+            raise InvalidInput(f"at most {self.limits.inputs} inputs per request")
+        if sum(len(s) for s in inputs) > self.limits.prompt_chars:
+            raise InvalidInput("the inputs are too long")
+        return inputs
+
+    async def embed(self, request: Request) -> Response:
+        """Embed one text or a list of texts."""
+        data = await self.json(request)
+        model = model_field(data)
+        inputs = self.inputs(data.get("input"))
         started = time.perf_counter()
-        result = await self.engine.embed(model, inputs, check_options(data.get("options")),
-                                         data.get("keep_alive"),
+        result = await self.engine.embed(model, inputs, self.options(data.get("options")),
+                                         self._keep_alive(data),
                                          truncate=data.get("truncate", True) is not False)
         return JSONResponse({
             "model": model, "embeddings": result["embeddings"],
             "total_duration": ns(time.perf_counter() - started),
             "load_duration": ns(result["load_seconds"]),
-            "prompt_eval_count": sum(len(s.split()) for s in inputs),
+            "prompt_eval_count": result.get("tokens", 0),
         })
 
     async def embeddings(self, request: Request) -> Response:
         """The legacy single-prompt endpoint: {"prompt"} in, {"embedding"} out."""
-        data = await read_json(request)
+        data = await self.json(request)
         model = model_field(data)
-        prompt = check_text(data.get("prompt"), "prompt")
-        result = await self.engine.embed(model, [prompt], check_options(data.get("options")),
-                                         data.get("keep_alive"))
+        prompt = self.text(data.get("prompt"), "prompt")
+        result = await self.engine.embed(model, [prompt], self.options(data.get("options")),
+                                         self._keep_alive(data))
         return JSONResponse({"embedding": result["embeddings"][0]})
 
     async def tokenize(self, request: Request) -> Response:
-        data = await read_json(request)
+        """Token ids of a text, for a model."""
+        data = await self.json(request)
         model = model_field(data)
-        tokens = await self.engine.tokenize(model, check_text(data.get("text"), "text"),
-                                            data.get("keep_alive"))
+        tokens = await self.engine.tokenize(model, self.text(data.get("text"), "text"),
+                                            self._keep_alive(data))
         return JSONResponse({"model": model, "tokens": tokens, "count": len(tokens)})
 
     async def unload(self, request: Request) -> Response:
-        data = await read_json(request)
+        """Unload a model now."""
+        data = await self.json(request)
         model = model_field(data)
         return JSONResponse({"model": model, "unloaded": await self.engine.unload_model(model)})
 
     # -- models ------------------------------------------------------------------------------
 
     async def tags(self, request: Request) -> Response:
+        """Installed models."""
         store = self.engine.store
         models = []
         for m in await asyncio.to_thread(store.models):
@@ -331,6 +395,7 @@ class OllamaAPI:
         return JSONResponse({"models": models})
 
     async def ps(self, request: Request) -> Response:
+        """Loaded models."""
         models = []
         for item in self.engine.ps():
             m: Manifest = item["manifest"]
@@ -347,7 +412,8 @@ class OllamaAPI:
         return JSONResponse({"models": models})
 
     async def show(self, request: Request) -> Response:
-        data = await read_json(request)
+        """A model's details, template, parameters and metadata."""
+        data = await self.json(request)
         model = model_field(data)
         store = self.engine.store
         manifest, path = store.resolve_file(model)
@@ -364,25 +430,22 @@ class OllamaAPI:
             template = template or info.chat_template or ""
             license_ = info.license or license_
         params = manifest.parameters_override or {}
-        modelfile = f"FROM {path.name}\n" + (f'TEMPLATE """{template}"""\n' if template else "")
+        modelfile = (f"FROM {path.name}\n"
+                     + (f'TEMPLATE """{template}"""\n' if template else "")
+                     + (f'SYSTEM """{manifest.system}"""\n' if manifest.system else "")
+                     + "".join(f"PARAMETER {k} {json.dumps(v)}\n" for k, v in params.items()))
         return JSONResponse({
             "modelfile": modelfile,
-            "parameters": "\n".join(f"{k} {v}" for k, v in params.items()),
+            "parameters": "\n".join(f"{k} {json.dumps(v)}" for k, v in params.items()),
             "template": template, "system": manifest.system or "", "license": license_,
             "details": details(manifest), "model_info": model_info,
             "capabilities": list(manifest.capabilities),
             "modified_at": datetime.fromtimestamp(store.modified(manifest), UTC).isoformat(),
         })
 
-    async def pull(self, request: Request) -> Response:
-        data = await read_json(request)
-        spec = data.get("model") or data.get("name")
-        if not isinstance(spec, str) or not spec.strip():
-            raise InvalidInput("'model' is required")
-        stream = data.get("stream", True) is not False
-        from llmtui.models.pull import plan, pull
-
-        plan(spec)  # a bad or unknown name fails now, with a proper status
+    def _progress_stream(self, stream: bool,
+                         work: Callable[[Callable[[dict[str, Any]], None]], Any]) -> Any:
+        """Run blocking store work in a thread, reporting Ollama-style status lines."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         last: dict[str, float] = {}
@@ -398,14 +461,16 @@ class OllamaAPI:
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(pull, self.engine.store, spec, on_event=on_event)
+                await asyncio.to_thread(work, on_event)
+                await queue.put({"status": "success"})
             except LlmtuiError as exc:
-                await queue.put({"error": str(exc), "code": exc.exit_code.name.lower()})
+                await queue.put(error_body(exc))
             finally:
                 await queue.put(None)
 
         task = asyncio.create_task(run())
-        if not stream:
+
+        async def collect() -> Response:
             final: dict[str, Any] = {}
             while (event := await queue.get()) is not None:
                 final = event
@@ -414,14 +479,39 @@ class OllamaAPI:
                 return JSONResponse(final, status_code=500)
             return JSONResponse({"status": "success"})
 
+        if not stream:
+            return collect()
+
         async def body() -> AsyncIterator[bytes]:
             while (event := await queue.get()) is not None:
                 yield self._line(event)
             await task
-        return StreamingResponse(body(), media_type=NDJSON)
+
+        async def streaming() -> Response:
+            return StreamingResponse(body(), media_type=NDJSON)
+        return streaming()
+
+    async def pull(self, request: Request) -> Response:
+        """Download a model, streaming Ollama's status lines."""
+        data = await self.json(request)
+        spec = data.get("model") or data.get("name")
+        if not isinstance(spec, str) or not spec.strip():
+            raise InvalidInput("'model' is required")
+        from llmtui.models.pull import plan, pull
+
+        plan(spec)  # a bad or unknown name fails now, with a proper status
+        store = self.engine.store
+
+        def work(on_event: Callable[[dict[str, Any]], None]) -> None:
+            def forward(event: dict[str, Any]) -> None:
+                if event.get("status") != "success":  # sent once the work returns
+                    on_event(event)
+            pull(store, spec, on_event=forward)
+        return await self._progress_stream(data.get("stream", True) is not False, work)
 
     async def delete(self, request: Request) -> Response:
-        data = await read_json(request)
+        """Remove a model (and its files once no other name uses them)."""
+        data = await self.json(request)
         model = model_field(data)
         await self.engine.unload_model(model)
         try:
@@ -431,9 +521,102 @@ class OllamaAPI:
         return Response(status_code=200)
 
     async def copy(self, request: Request) -> Response:
-        data = await read_json(request)
+        """Give a model a second name (no files are copied)."""
+        data = await self.json(request)
         src, dst = data.get("source"), data.get("destination")
         if not isinstance(src, str) or not isinstance(dst, str):
             raise InvalidInput("'source' and 'destination' are required")
         await asyncio.to_thread(self.engine.store.copy, src, dst)
         return Response(status_code=200)
+
+    async def blob(self, request: Request) -> Response:
+        """HEAD: is this blob in the store?  POST: upload it (checked against the digest)."""
+        digest = parse_digest(request.path_params["digest"])
+        store = self.engine.store
+        if request.method == "HEAD":
+            return Response(status_code=200 if store.has_blob(digest) else 404)
+        if store.has_blob(digest):
+            return Response(status_code=201)
+        body = await read_body(request, replace(self.limits, body=1 << 42))
+        await asyncio.to_thread(self._store_blob, body, digest)
+        return Response(status_code=201)
+
+    def _store_blob(self, body: bytes, digest: str) -> None:
+        import io
+
+        store = self.engine.store
+        store.check_space(len(body))
+        try:
+            store.add_blob_from_stream(io.BytesIO(body), expected_sha256=digest)
+        except LlmtuiError as exc:
+            raise InvalidInput(f"digest mismatch: {exc}") from None
+
+    async def create(self, request: Request) -> Response:
+        """Make a model from an existing one or an uploaded GGUF blob, with a system
+        prompt, template and parameters (what a Modelfile says)."""
+        data = await self.json(request)
+        model = model_field(data)
+        target = ModelName.parse(model)
+        source = data.get("from")
+        files = data.get("files")
+        if data.get("quantize"):
+            raise InvalidInput("'quantize' is not supported by create; pull a quantized "
+                               "file instead")
+        if bool(source) == bool(files):
+            raise InvalidInput("create needs either 'from' (a model) or 'files' "
+                               "({\"name.gguf\": \"sha256:...\"})")
+        if files is not None and (not isinstance(files, dict) or len(files) != 1):
+            raise InvalidInput("'files' must map one GGUF file name to its sha256 digest")
+        params = self.options(data.get("parameters"))
+        system = data.get("system")
+        template = data.get("template")
+        for field, value in (("system", system), ("template", template)):
+            if value is not None and not isinstance(value, str):
+                raise InvalidInput(f"'{field}' must be a string")
+        if template:
+            from llmtui.backends.templates import compile_go, is_jinja
+
+            if not is_jinja(template):
+                compile_go(template)  # a broken template fails now, not on first use
+        license_ = data.get("license")
+        if isinstance(license_, list):
+            license_ = "\n".join(str(x) for x in license_)
+        store = self.engine.store
+
+        def work(on_event: Callable[[dict[str, Any]], None]) -> None:
+            if source:
+                if not isinstance(source, str):
+                    raise InvalidInput("'from' must be a model name")
+                base = store.get(ModelName.parse(source))
+                on_event({"status": f"using existing layer sha256:{base.digest}"})
+            else:
+                assert isinstance(files, dict)
+                (filename, digest_text), = files.items()
+                digest = parse_digest(str(digest_text))
+                if not store.has_blob(digest):
+                    raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
+                                       "(POST /api/blobs/:digest first)")
+                from llmtui.models.pull import build_manifest
+                from llmtui.models.store import _safe_filename
+
+                name = _safe_filename(str(filename))
+                size = store.blob_path(digest).stat().st_size
+                on_event({"status": f"using existing layer sha256:{digest}"})
+                base = build_manifest(store, target, [Layer(digest=digest, size=size,
+                                                            filename=name)],
+                                      "gguf", "create", None)
+            on_event({"status": "creating new layer"})
+            merged = {**base.parameters_override, **params}
+            made = replace(
+                base, name=str(target), source=f"create:{source or 'blob'}",
+                system=system if system is not None else base.system,
+                template=template if template is not None else base.template,
+                license=license_ if isinstance(license_, str) else base.license,
+                parameters_override=merged)
+            from llmtui.models.store import now_iso
+
+            made = replace(made, created=now_iso())
+            on_event({"status": "writing manifest"})
+            store.write_manifest(made)
+
+        return await self._progress_stream(data.get("stream", True) is not False, work)

@@ -38,6 +38,7 @@ class GenStats:
             "completion_seconds": self.completion_seconds,
             "first_token_seconds": self.first_token_seconds, "done_reason": self.done_reason,
             "truncated_tokens": self.truncated_tokens,
+            **({"context": self.context} if self.context else {}),
         }
 
 

@@ -9,6 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from llmtui.backends.base import Emit, GenStats
+from llmtui.backends.templates import is_jinja, render_go
+from llmtui.backends.tools import with_tool_prompt
 from llmtui.errors import ContextOverflow, InvalidInput, require
 
 
@@ -54,6 +56,8 @@ class LlamaCppBackend:
         self.n_ctx = 0
         self.bos_text = ""
         self.eos_text = ""
+        self._last_reply = ""
+        self.last_tokens = 0  # tokens in the last embed call
 
     def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]:
         llama_cpp = require("llama_cpp", "llama", "Running GGUF models")
@@ -101,18 +105,26 @@ class LlamaCppBackend:
         add_bos = not (self.bos_text and text.startswith(self.bos_text))
         return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
 
-    def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None) -> str:
-        if self.template is None:
+    def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None,
+                override: str | None = None) -> str:
+        template = override or self.template
+        if tools and (template is None or "tools" not in template):
+            # The template cannot offer tools: describe them in a system message instead.
+            messages = with_tool_prompt(messages, tools)
+        if template is None:
             # No template (a base model): plain completion over the conversation's text.
             return "\n\n".join(str(m.get("content") or "") for m in messages)
-        return render_template(self.template, messages, bos=self.bos_text, eos=self.eos_text,
+        if override and not is_jinja(override):
+            return render_go(override, messages)
+        return render_template(template, messages, bos=self.bos_text, eos=self.eos_text,
                                tools=tools)
 
     def _fit(self, messages: list[dict[str, Any]], request: dict[str, Any],
              stats: GenStats) -> list[int]:
         """Tokens of the rendered prompt; over the context it errors, or truncates if asked."""
         tools = request.get("tools")
-        tokens = self.tokenize(self._render(messages, tools))
+        override = request.get("template") or None
+        tokens = self.tokenize(self._render(messages, tools, override))
         reserve = self._reserve(request)
         budget = self.n_ctx - reserve
         if len(tokens) <= budget:
@@ -138,7 +150,7 @@ class LlamaCppBackend:
             raise ContextOverflow("the prompt's fixed part alone does not fit the context")
         cut = bytes(self.llm.detokenize(ids[-keep:])).decode("utf-8", "ignore")
         messages = [dict(m, content=cut) if m is target else m for m in messages]
-        tokens = self.tokenize(self._render(messages, tools))
+        tokens = self.tokenize(self._render(messages, tools, override))
         stats.truncated_tokens = len(ids) - keep
         if len(tokens) > budget:
             raise ContextOverflow("the prompt does not fit the context even after truncation")
@@ -155,7 +167,9 @@ class LlamaCppBackend:
                  cancelled: threading.Event) -> GenStats:
         stats = GenStats()
         prompt = str(request.get("prompt") or "")
-        if request.get("raw") or self.template is None:
+        if request.get("suffix"):
+            tokens = self._fim(prompt, str(request["suffix"]))
+        elif request.get("raw") or (self.template is None and not request.get("template")):
             system = str(request.get("system") or "")
             text = (system + "\n\n" if system and self.template is None else "") + prompt
             tokens = self.tokenize(text)
@@ -174,7 +188,37 @@ class LlamaCppBackend:
                 messages.append({"role": "system", "content": request["system"]})
             messages.append({"role": "user", "content": prompt})
             tokens = self._fit(messages, request, stats)
-        return self._run(tokens, request, emit, cancelled, stats)
+        context = [int(t) for t in request.get("context") or []]
+        if context:
+            if any(t < 0 or t >= self.llm.n_vocab() for t in context):
+                raise InvalidInput("'context' holds token ids this model does not have")
+            if self.bos_text and tokens and tokens[0] == self.llm.token_bos():
+                tokens = tokens[1:]  # the earlier context already starts with BOS
+            tokens = context + tokens
+            if len(tokens) >= self.n_ctx:
+                raise ContextOverflow(
+                    f"'context' plus the prompt is {len(tokens)} tokens but the context "
+                    f"holds {self.n_ctx}", hint="start a new conversation (drop 'context')")
+        stats = self._run(tokens, request, emit, cancelled, stats)
+        reply = self._last_reply.encode("utf-8")
+        stats.context = tokens + (list(self.llm.tokenize(reply, add_bos=False, special=False))
+                                  if reply else [])
+        return stats
+
+    def _fim(self, prefix: str, suffix: str) -> list[int]:
+        """Fill-in-the-middle: <PRE> prefix <SUF> suffix <MID>, with the model's own tokens."""
+        import llama_cpp
+
+        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        pre, suf, mid = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+                         llama_cpp.llama_vocab_fim_mid(vocab))
+        if min(pre, suf, mid) < 0:
+            raise InvalidInput("this model does not support insert ('suffix'): it has no "
+                               "fill-in-the-middle tokens")
+        body = self.llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)
+        tail = self.llm.tokenize(suffix.encode("utf-8"), add_bos=False, special=False)
+        head = [self.llm.token_bos()] if self.llm._model.add_bos_token() else []
+        return [*head, pre, *body, suf, *tail, mid]
 
     def chat(self, request: dict[str, Any], emit: Emit, cancelled: threading.Event) -> GenStats:
         stats = GenStats()
@@ -227,6 +271,11 @@ class LlamaCppBackend:
         from llama_cpp import StoppingCriteriaList
 
         seed = opts.get("seed")
+        if seed is not None and int(seed) >= 0:
+            # Reusing a cached prompt prefix replays its last token alone, whose logits
+            # differ in the last bits from a batched decode; with a seed, the same request
+            # must give the same reply, so evaluate the prompt afresh.
+            self.llm.reset()
         start = time.perf_counter()
         first: float | None = None
         finish = "stop"
@@ -246,12 +295,14 @@ class LlamaCppBackend:
             grammar=self._grammar(request.get("format")),
             stopping_criteria=StoppingCriteriaList([stop_check]),
         )
+        pieces: list[str] = []
         for chunk in stream:
             choice = chunk["choices"][0]
             text = choice.get("text") or ""
             if text:
                 if first is None:
                     first = time.perf_counter() - start
+                pieces.append(text)
                 emit(text)
             if choice.get("finish_reason"):
                 finish = choice["finish_reason"]
@@ -267,11 +318,14 @@ class LlamaCppBackend:
         elif finish == "length" and wanted <= 0:
             finish = "length"  # the context filled up, reported, never silent
         stats.done_reason = finish
+        self._last_reply = "".join(pieces)
         return stats
 
     def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
+        self.last_tokens = 0
         for text in texts:
             n = len(self.tokenize(text))
+            self.last_tokens += min(n, self.n_ctx)
             if n > self.n_ctx and not options.get("truncate", True):
                 raise ContextOverflow(
                     f"an input is {n} tokens but the context holds {self.n_ctx}")

@@ -21,15 +21,29 @@ def _settings() -> Any:
     return Settings.load()
 
 
-def serve() -> None:
+def serve(
+    host: str | None = typer.Option(
+        None, "--host", help="Also listen on TCP at HOST[:PORT] (e.g. 127.0.0.1:11434). "
+        "Default: LLMTUI_HOST, OLLAMA_HOST, or the config's host key; off when none is set."),
+    port: int | None = typer.Option(None, "--port", "-p", min=1, max=65535,
+                                    help="TCP port (default 11434); implies TCP."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="Key TCP clients must send (or LLMTUI_API_KEY / config).",
+        show_default=False),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow a non-loopback address without an API key."),
+) -> None:
     """Run the daemon in the foreground, with logs on stderr (Ctrl-C stops it)."""
     import logging
 
     from llmtui.daemon.server import serve as run_server
+    from llmtui.daemon.server import tcp_listener
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    raise typer.Exit(run_server(_settings()))
+    settings = _settings()
+    listen = tcp_listener(settings, host, port, api_key, insecure, use_ollama_env=True)
+    raise typer.Exit(run_server(settings, listen=listen))
 
 
 @daemon_app.command("start")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -15,13 +16,15 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmtui import __version__
+from llmtui.api.security import Bind, Policy, parse_bind
 from llmtui.config import Settings, parse_duration
 from llmtui.daemon.paths import DaemonPaths, secure_runtime_dir
-from llmtui.errors import DaemonUnavailable
+from llmtui.errors import ConfigError, DaemonUnavailable, LlmtuiError
 
 log = logging.getLogger("llmtui.daemon")
 
@@ -80,8 +83,47 @@ def write_status(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@dataclass
+class Listen:
+    """Where the daemon listens besides its Unix socket: a TCP address and its policy."""
+
+    bind: Bind
+    policy: Policy
+
+
+def tcp_listener(settings: Settings, host: str | None = None, port: int | None = None,
+                 api_key: str | None = None, insecure: bool = False,
+                 use_ollama_env: bool = False) -> Listen | None:
+    """The TCP listener asked for by flags, LLMTUI_HOST (OLLAMA_HOST for `llm serve`)
+    or the config's host key; None when TCP is off (the default)."""
+    cfg = settings.config
+    text = host or os.environ.get("LLMTUI_HOST") or (
+        os.environ.get("OLLAMA_HOST") if use_ollama_env else None) or cfg.get("host")
+    if not text and port is None:
+        return None
+    bind = parse_bind(text or "127.0.0.1", port)
+    key = api_key or os.environ.get("LLMTUI_API_KEY") or cfg.get("api_key")
+    insecure = insecure or os.environ.get("LLMTUI_INSECURE", "") in ("1", "true", "yes")
+    policy = Policy.build(bind, key, cfg.get("allowed_hosts"), cfg.get("cors_origins"),
+                          insecure)
+    return Listen(bind, policy)
+
+
+def bind_tcp(bind: Bind) -> socket.socket:
+    family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
+    try:
+        sock = socket.create_server((bind.host, bind.port), family=family, backlog=128)
+    except OSError as exc:
+        hint = ("another server (Ollama?) is using the port; pick another with --port"
+                if exc.errno == errno.EADDRINUSE else None)
+        raise ConfigError(f"cannot listen on {bind.url}: {exc.strerror}", hint=hint) from None
+    sock.setblocking(False)
+    return sock
+
+
 async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float,
-                 on_ready: Any = None) -> None:
+                 on_ready: Any = None, listen: Listen | None = None,
+                 tcp: socket.socket | None = None) -> None:
     import uvicorn
 
     from llmtui.api.app import make_app
@@ -94,9 +136,12 @@ async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float
         if server is not None:
             server.should_exit = True
 
-    app = make_app(engine, on_shutdown=stop)
+    app = make_app(engine, on_shutdown=stop, policy=listen.policy if listen else None)
+    # timeout_keep_alive bounds idle connections; bodies have their own read timeout.
     config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
-                            timeout_graceful_shutdown=5)
+                            timeout_graceful_shutdown=5, timeout_keep_alive=15,
+                            limit_concurrency=512, ws_max_size=16 * 1024 * 1024,
+                            h11_max_incomplete_event_size=64 * 1024)
     server = uvicorn.Server(config)
 
     async def watchdog() -> None:
@@ -115,37 +160,55 @@ async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float
 
     task = asyncio.create_task(watchdog())
     try:
-        await server.serve(sockets=[sock])
+        await server.serve(sockets=[sock, *([tcp] if tcp is not None else [])])
     finally:
         task.cancel()
 
 
-def serve(settings: Settings, *, foreground: bool = True) -> int:
-    """Run the daemon on the Unix socket until stopped. Returns an exit status."""
+def serve(settings: Settings, *, foreground: bool = True, listen: Listen | None = None) -> int:
+    """Run the daemon on the Unix socket (and TCP when configured) until stopped."""
+    if listen is None:
+        listen = tcp_listener(settings)
     dp = DaemonPaths.of(settings.paths)
     secure_runtime_dir(dp.runtime)
     lock = DaemonLock(dp.lock)
     if not lock.acquire():
         raise DaemonUnavailable("a daemon is already running for this user",
                                 hint="llm daemon status")
+    tcp: socket.socket | None = None
     try:
         sock = bind_unix(dp.socket)
+        if listen is not None:
+            try:
+                tcp = bind_tcp(listen.bind)
+            except LlmtuiError:
+                sock.close()
+                dp.socket.unlink(missing_ok=True)
+                raise
         idle = parse_duration(os.environ.get("LLMTUI_IDLE_TIMEOUT")
                               or settings.config.get("daemon_idle_timeout"))
         status = {"pid": os.getpid(), "socket": str(dp.socket), "version": __version__,
                   "started": time.time(), "models_dir": str(settings.models_dir),
                   "log": str(dp.log)}
+        if listen is not None:
+            status["tcp"] = listen.bind.url
 
         def ready() -> None:
             write_status(dp.status, status)
 
-        print(f"llmtui {__version__} listening on {dp.socket} (pid {os.getpid()})",
+        where = str(dp.socket) + (f" and {listen.bind.url}" if listen else "")
+        if listen is not None and not listen.policy.api_key:
+            log.warning("TCP clients are not asked for an API key")
+        print(f"llmtui {__version__} listening on {where} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
         try:
-            asyncio.run(_serve(settings, sock, idle_timeout=idle, on_ready=ready))
+            asyncio.run(_serve(settings, sock, idle_timeout=idle, on_ready=ready,
+                               listen=listen, tcp=tcp))
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
+                if tcp is not None:
+                    tcp.close()
             for path in (dp.status, dp.socket):
                 with contextlib.suppress(FileNotFoundError):
                     if path == dp.status:

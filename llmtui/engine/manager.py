@@ -8,7 +8,6 @@ import contextlib
 import math
 import os
 import time
-from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,13 +47,28 @@ class Runner:
 
 @dataclass
 class Metrics:
+    """Counters for /metrics; fixed-size, so a long-lived daemon does not grow."""
+
+    TTFT_BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
     requests: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    completion_seconds: float = 0.0
     worker_restarts: int = 0
     loads: int = 0
-    #: Recent times to first token; bounded, so a long-lived daemon does not grow.
-    ttft: deque[float] = field(default_factory=lambda: deque(maxlen=1024))
+    ttft_buckets: list[int] = field(default_factory=lambda: [0] * len(Metrics.TTFT_BOUNDS))
+    ttft_sum: float = 0.0
+    ttft_count: int = 0
+    http: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def observe_ttft(self, seconds: float) -> None:
+        self.ttft_sum += seconds
+        self.ttft_count += 1
+        for i, bound in enumerate(self.TTFT_BOUNDS):
+            if seconds <= bound:
+                self.ttft_buckets[i] += 1
+                break
 
 
 def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
@@ -250,9 +264,10 @@ class EngineManager:
         """
         if kind not in ("generate", "chat"):
             raise InvalidInput(f"unknown request kind {kind!r}")
-        options = request.get("options") or {}
         if keep_alive is not None:
             parse_keep_alive(keep_alive)  # a bad value fails before any work
+        request = with_model_defaults(self.store.get(ModelName.parse(model)), kind, request)
+        options = request.get("options") or {}
         queued_at = time.perf_counter()
         runner = await self._runner(model, options)
         await self._acquire(runner)
@@ -270,7 +285,7 @@ class EngineManager:
                 kind_ = msg.get("type")
                 if kind_ == "chunk":
                     if first:
-                        self.metrics.ttft.append(time.perf_counter() - started)
+                        self.metrics.observe_ttft(time.perf_counter() - started)
                         first = False
                     yield {"text": msg["text"]}
                 elif kind_ == "done":
@@ -281,6 +296,8 @@ class EngineManager:
                     stats["total_seconds"] = time.perf_counter() - queued_at
                     self.metrics.prompt_tokens += int(stats.get("prompt_tokens") or 0)
                     self.metrics.completion_tokens += int(stats.get("completion_tokens") or 0)
+                    self.metrics.completion_seconds += float(
+                        stats.get("completion_seconds") or 0.0)
                     yield {"done": True, "stats": stats}
                     return
                 else:
@@ -340,8 +357,10 @@ class EngineManager:
         runner.fresh = False
         reply = await self._simple(runner, {"op": "embed", "input": inputs,
                                             "options": {"truncate": truncate}}, keep_alive)
+        self.metrics.requests += 1
+        self.metrics.prompt_tokens += int(reply.get("tokens") or 0)
         return {"embeddings": reply["embeddings"], "load_seconds": load_seconds,
-                "seconds": reply.get("seconds", 0.0)}
+                "tokens": int(reply.get("tokens") or 0), "seconds": reply.get("seconds", 0.0)}
 
     async def tokenize(self, model: str, text: str, keep_alive: Any = None) -> list[int]:
         runner = await self._runner(model, {})
@@ -361,6 +380,25 @@ class EngineManager:
                 "waiting": runner.waiting, "manifest": runner.manifest,
             })
         return out
+
+
+def with_model_defaults(manifest: Manifest, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+    """Apply a model's own parameters, system prompt and template (set by /api/create)
+    under what the request says."""
+    if not (manifest.parameters_override or manifest.system or manifest.template):
+        return request
+    out = dict(request)
+    out["options"] = {**manifest.parameters_override, **(request.get("options") or {})}
+    if manifest.template and not out.get("template"):
+        out["template"] = manifest.template
+    if manifest.system:
+        if kind == "generate" and not out.get("system"):
+            out["system"] = manifest.system
+        elif kind == "chat":
+            messages = list(out.get("messages") or [])
+            if not any(m.get("role") == "system" for m in messages):
+                out["messages"] = [{"role": "system", "content": manifest.system}, *messages]
+    return out
 
 
 def parse_keep_alive(value: Any) -> float:

@@ -78,6 +78,7 @@ class Worker:
                     start = time.perf_counter()
                     vectors = self.backend.embed(msg["input"], msg.get("options", {}))
                     self.send({"type": "done", "id": req_id, "embeddings": vectors,
+                               "tokens": int(getattr(self.backend, "last_tokens", 0)),
                                "seconds": time.perf_counter() - start})
                 elif op == "tokenize":
                     tokens = self.backend.tokenize(msg["text"])

@@ -1,0 +1,148 @@
+"""What every API surface shares: request limits, safe JSON reading, error bodies."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse
+
+from llmtui.config import Settings, parse_duration, parse_size
+from llmtui.errors import InvalidInput, LlmtuiError
+from llmtui.models.names import ModelName
+
+log = logging.getLogger("llmtui.api")
+
+#: JSON nested deeper than this is refused before it is parsed (no recursion bombs).
+MAX_DEPTH = 64
+
+
+@dataclass
+class Limits:
+    """Per-request limits, from the config (max_body, max_prompt_chars, ...)."""
+
+    body: int = 32 * 1024 * 1024
+    prompt_chars: int = 4_000_000
+    messages: int = 2000
+    predict: int = 131072
+    inputs: int = 4096
+    read_timeout: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Limits:
+        cfg = settings.config
+        return cls(body=parse_size(cfg.get("max_body")),
+                   prompt_chars=int(cfg.get("max_prompt_chars")),
+                   messages=int(cfg.get("max_messages")),
+                   predict=int(cfg.get("max_predict")),
+                   read_timeout=parse_duration(cfg.get("request_timeout")))
+
+
+class RequestTimeout(LlmtuiError):
+    http_status = 408
+
+
+class BodyTooLarge(InvalidInput):
+    http_status = 413
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ns(seconds: float | None) -> int:
+    return int((seconds or 0.0) * 1e9)
+
+
+_PATH = re.compile(r"(?<![\w:/.])/(?:[^\s/'\"():,]+/)+([^\s/'\"():,]*)")
+
+
+def scrub(message: str) -> str:
+    """Errors go to remote clients: keep file names, drop the folders they live in."""
+    return _PATH.sub(lambda m: m.group(1) or "<path>", message)
+
+
+def error_body(exc: LlmtuiError) -> dict[str, Any]:
+    return {"error": scrub(str(exc)), "code": exc.exit_code.name.lower()}
+
+
+def error_response(exc: LlmtuiError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.http_status == 503 else None
+    return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+
+
+def _depth_ok(body: bytes) -> bool:
+    """Nesting depth of a JSON text, counted without parsing (brackets outside strings)."""
+    depth = 0
+    in_string = escaped = False
+    for ch in body.decode("utf-8", "replace"):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+async def read_body(request: Request, limits: Limits) -> bytes:
+    """The body, refusing oversize ones as they arrive and cutting off slow senders."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limits.body:
+        raise BodyTooLarge(f"request body too large ({declared} bytes; the limit is "
+                           f"{limits.body})")
+
+    async def collect() -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.body:
+                raise BodyTooLarge(f"request body too large (over {limits.body} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    try:
+        return await asyncio.wait_for(collect(), timeout=limits.read_timeout)
+    except TimeoutError:
+        raise RequestTimeout(
+            f"the request body did not arrive within {limits.read_timeout:g} s") from None
+    except ClientDisconnect:
+        raise InvalidInput("the client went away while sending its request") from None
+
+
+async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
+    body = await read_body(request, limits)
+    if not body.strip():
+        return {}
+    if (b"[[" in body or b"{" in body) and not _depth_ok(body):
+        raise InvalidInput(f"request JSON is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return data
+
+
+def model_field(data: dict[str, Any]) -> str:
+    name = data.get("model") or data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInput("'model' is required")
+    return str(ModelName.parse(name))
