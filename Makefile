@@ -57,10 +57,10 @@ sysdeps:
 models: $(STAMP)
 	$(BIN)/python tests/fetch_models.py
 
-# Pull the default model and open an interactive session on it.
+# Pull the default model and open the full-screen chat on it.
 run: setup
 	$(BIN)/llm pull smollm2:135m
-	$(BIN)/llm run smollm2:135m
+	$(BIN)/llm chat smollm2:135m
 
 lint: $(STAMP)
 	$(BIN)/ruff check llmtui tests bench

@@ -11,24 +11,35 @@ import sys
 import typer
 
 from llmtui import __version__
-from llmtui.cli import completion_cmd, config_cmd, gen_cmd, models_cmd, runtime_cmd
+from llmtui.cli import (
+    chat_cmd,
+    completion_cmd,
+    config_cmd,
+    gen_cmd,
+    history_cmd,
+    models_cmd,
+    runtime_cmd,
+)
 from llmtui.errors import ExitCode, LlmtuiError
 
 app = typer.Typer(
     name="llm",
     help="Run language models locally: chat, pipe commands and an Ollama-compatible daemon.",
-    no_args_is_help=True,
+    no_args_is_help=False,
+    invoke_without_command=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+chat_cmd.register(app)
 gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
+app.add_typer(history_cmd.app, name="history")
 
 
 def _version(value: bool) -> None:
@@ -39,16 +50,19 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
     no_daemon: bool = typer.Option(False, "--no-daemon",
                                    help="Run the engine in this process (LLMTUI_NO_DAEMON=1)."),
 ) -> None:
-    """Run language models locally from the terminal."""
+    """Run language models locally from the terminal. With no command: the full-screen chat."""
     if no_daemon:
         from llmtui.cli import session
 
         session.NO_DAEMON = True
+    if ctx.invoked_subcommand is None:
+        chat_cmd.chat(model=None, conversation=None)
 
 
 def error_line(exc: LlmtuiError) -> str:

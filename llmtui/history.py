@@ -1,0 +1,300 @@
+"""Conversation history in SQLite (WAL), shared by the TUI and ``llm history``.
+
+Replies are written while they stream (marked partial) and finalized when done, so a
+killed app or daemon loses at most the last half-second of a reply, and what was kept
+is marked as cut off.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmtui.errors import ExitCode, InvalidInput, LlmtuiError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    model TEXT NOT NULL DEFAULT '',
+    system TEXT NOT NULL DEFAULT '',
+    options TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    conversation TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    model TEXT NOT NULL DEFAULT '',
+    attachments TEXT NOT NULL DEFAULT '[]',
+    stats TEXT NOT NULL DEFAULT '{}',
+    partial INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, id);
+"""
+
+
+class ConversationNotFound(LlmtuiError):
+    exit_code = ExitCode.INVALID_INPUT
+    http_status = 404
+
+
+@dataclass
+class Message:
+    role: str
+    content: str
+    id: int | None = None
+    model: str = ""
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    created: float = field(default_factory=time.time)
+
+    def for_model(self) -> dict[str, Any]:
+        """The message as the chat API takes it: attachments folded into the text."""
+        text = self.content
+        for att in self.attachments:
+            if att.get("text") is not None:
+                name = att.get("name", "file")
+                text = f"{text}\n\n<file name=\"{name}\">\n{att['text']}\n</file>"
+        return {"role": self.role, "content": text}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"role": self.role, "content": self.content, "model": self.model,
+                "attachments": self.attachments, "stats": self.stats,
+                "partial": self.partial, "created": self.created}
+
+
+@dataclass
+class Conversation:
+    id: str
+    title: str
+    model: str = ""
+    system: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    messages: list[Message] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": "llmtui-conversation", "version": 1, "id": self.id,
+                "title": self.title, "model": self.model, "system": self.system,
+                "options": self.options, "created": self.created, "updated": self.updated,
+                "messages": [m.to_json() for m in self.messages]}
+
+    def to_markdown(self) -> str:
+        lines = [f"# {self.title}", ""]
+        meta = [f"model: {self.model}"] if self.model else []
+        if self.system:
+            meta.append(f"system: {self.system}")
+        if meta:
+            lines += [f"_{' · '.join(meta)}_", ""]
+        for m in self.messages:
+            who = {"user": "You", "assistant": "Assistant", "system": "System"}.get(
+                m.role, m.role.title())
+            lines.append(f"## {who}" + (" (cut off)" if m.partial else ""))
+            lines.append("")
+            lines.append(m.content)
+            for att in m.attachments:
+                lines += ["", f"_attached: {att.get('name', 'file')}_"]
+            lines.append("")
+        return "\n".join(lines).rstrip() + "\n"
+
+
+class History:
+    """One SQLite file; every call opens its own short transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def default(cls, settings: Any = None) -> History:
+        from llmtui.config import Settings
+
+        settings = settings or Settings.load()
+        return cls(settings.paths.data_dir / "history.db")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- conversations -------------------------------------------------------------------
+
+    def create(self, title: str = "New chat", model: str = "", system: str = "",
+               options: dict[str, Any] | None = None) -> Conversation:
+        conv = Conversation(id=uuid.uuid4().hex[:12], title=title, model=model,
+                            system=system, options=options or {})
+        with self._tx() as db:
+            db.execute("INSERT INTO conversations VALUES (?,?,?,?,?,?,?)",
+                       (conv.id, conv.title, conv.model, conv.system,
+                        json.dumps(conv.options), conv.created, conv.updated))
+        return conv
+
+    def list(self, search: str | None = None, limit: int = 500) -> list[Conversation]:
+        if search:
+            like = f"%{search.replace('%', '').replace('_', '')}%"
+            rows = self._db.execute(
+                "SELECT * FROM conversations c WHERE c.title LIKE ? OR EXISTS (SELECT 1 FROM "
+                "messages m WHERE m.conversation = c.id AND m.content LIKE ?) "
+                "ORDER BY updated DESC LIMIT ?", (like, like, limit)).fetchall()
+        else:
+            rows = self._db.execute("SELECT * FROM conversations ORDER BY updated DESC "
+                                    "LIMIT ?", (limit,)).fetchall()
+        return [self._conv(r) for r in rows]
+
+    def resolve(self, ref: str) -> str:
+        """A conversation id from an id, a unique id prefix, or a list number (1 = newest)."""
+        if ref.isdigit() and len(ref) < 6:
+            items = self.list()
+            n = int(ref)
+            if 1 <= n <= len(items):
+                return items[n - 1].id
+        rows = self._db.execute("SELECT id FROM conversations WHERE id LIKE ?",
+                                (ref.replace("%", "") + "%",)).fetchall()
+        if len(rows) == 1:
+            return str(rows[0]["id"])
+        if not rows:
+            raise ConversationNotFound(f"no conversation '{ref}'",
+                                       hint="llm history list shows them")
+        raise InvalidInput(f"'{ref}' matches {len(rows)} conversations; give more of the id")
+
+    def get(self, conv_id: str) -> Conversation:
+        row = self._db.execute("SELECT * FROM conversations WHERE id = ?",
+                               (conv_id,)).fetchone()
+        if row is None:
+            raise ConversationNotFound(f"no conversation '{conv_id}'")
+        conv = self._conv(row)
+        conv.messages = [self._msg(r) for r in self._db.execute(
+            "SELECT * FROM messages WHERE conversation = ? ORDER BY id", (conv_id,))]
+        return conv
+
+    def update(self, conv_id: str, **fields: Any) -> None:
+        allowed = {"title", "model", "system", "options"}
+        if not fields or set(fields) - allowed:
+            raise InvalidInput(f"can only update {', '.join(sorted(allowed))}")
+        if "title" in fields:
+            fields["title"] = " ".join(str(fields["title"]).split())[:200]
+            if not fields["title"]:
+                raise InvalidInput("a title cannot be empty")
+        if "options" in fields:
+            fields["options"] = json.dumps(fields["options"])
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as db:
+            cur = db.execute(f"UPDATE conversations SET {sets}, updated = ? WHERE id = ?",
+                             (*fields.values(), time.time(), conv_id))
+            if cur.rowcount == 0:
+                raise ConversationNotFound(f"no conversation '{conv_id}'")
+
+    def delete(self, conv_id: str) -> None:
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+            if cur.rowcount == 0:
+                raise ConversationNotFound(f"no conversation '{conv_id}'")
+
+    # -- messages ------------------------------------------------------------------------
+
+    def add(self, conv_id: str, message: Message) -> Message:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO messages (conversation, role, content, model, attachments, stats,"
+                " partial, created) VALUES (?,?,?,?,?,?,?,?)",
+                (conv_id, message.role, message.content, message.model,
+                 json.dumps(message.attachments), json.dumps(message.stats),
+                 int(message.partial), message.created))
+            db.execute("UPDATE conversations SET updated = ? WHERE id = ?",
+                       (time.time(), conv_id))
+        message.id = cur.lastrowid
+        return message
+
+    def save(self, message: Message) -> None:
+        """Write a message's current text, stats and partial flag (during streaming too)."""
+        if message.id is None:
+            raise InvalidInput("message was never added")
+        with self._tx() as db:
+            db.execute("UPDATE messages SET content = ?, stats = ?, partial = ? WHERE id = ?",
+                       (message.content, json.dumps(message.stats), int(message.partial),
+                        message.id))
+
+    def delete_from(self, conv_id: str, message_id: int) -> None:
+        """Drop a message and everything after it (regenerate, edit and resend)."""
+        with self._tx() as db:
+            db.execute("DELETE FROM messages WHERE conversation = ? AND id >= ?",
+                       (conv_id, message_id))
+
+    # -- import / export -----------------------------------------------------------------
+
+    def import_json(self, data: Any) -> Conversation:
+        if not isinstance(data, dict) or data.get("format") != "llmtui-conversation":
+            raise InvalidInput("not an llmtui conversation export (missing "
+                               "\"format\": \"llmtui-conversation\")")
+        messages = data.get("messages")
+        if not isinstance(messages, list):
+            raise InvalidInput("'messages' must be a list")
+        parsed = []
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant",
+                                                                "tool") \
+                    or not isinstance(m.get("content"), str):
+                raise InvalidInput(f"message {i} needs a role and text content")
+            parsed.append(Message(role=m["role"], content=m["content"],
+                                  model=str(m.get("model") or ""),
+                                  attachments=list(m.get("attachments") or []),
+                                  stats=dict(m.get("stats") or {}),
+                                  partial=bool(m.get("partial")),
+                                  created=float(m.get("created") or time.time())))
+        options = data.get("options") or {}
+        if not isinstance(options, dict):
+            raise InvalidInput("'options' must be an object")
+        conv = self.create(title=str(data.get("title") or "Imported chat")[:200],
+                           model=str(data.get("model") or ""),
+                           system=str(data.get("system") or ""), options=options)
+        for m in parsed:
+            self.add(conv.id, m)
+        return self.get(conv.id)
+
+    # -- rows ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _conv(row: sqlite3.Row) -> Conversation:
+        return Conversation(id=row["id"], title=row["title"], model=row["model"],
+                            system=row["system"], options=json.loads(row["options"] or "{}"),
+                            created=row["created"], updated=row["updated"])
+
+    @staticmethod
+    def _msg(row: sqlite3.Row) -> Message:
+        return Message(role=row["role"], content=row["content"], id=row["id"],
+                       model=row["model"], attachments=json.loads(row["attachments"] or "[]"),
+                       stats=json.loads(row["stats"] or "{}"), partial=bool(row["partial"]),
+                       created=row["created"])
+
+
+def title_from(text: str) -> str:
+    words = " ".join(text.split())
+    return (words[:48] + "…") if len(words) > 48 else (words or "New chat")

@@ -1,0 +1,1 @@
+"""The full-screen chat (Textual). Only this package imports textual."""

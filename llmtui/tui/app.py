@@ -1,0 +1,839 @@
+"""The full-screen chat: conversations, streaming Markdown replies, model switching,
+a model manager, themes, a command palette and a help screen.
+
+Keyboard-first; every binding has an id, so ``<config>/keymap.toml`` can move it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import tomllib
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.events import Key
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label, ListItem, ListView, Markdown, Static, TextArea
+
+from llmtui.errors import LlmtuiError
+from llmtui.history import Conversation, History, Message, title_from
+from llmtui.tui.screens import (
+    Confirm,
+    ErrorModal,
+    FilePicker,
+    HelpScreen,
+    MessagesScroll,
+    ModelManager,
+    ModelPicker,
+    Prompt,
+    SettingsScreen,
+)
+
+MAX_ATTACHMENT = 2 * 1024 * 1024  # bytes of text per attached file
+SAVE_EVERY = 0.5  # seconds between saves of a streaming reply
+
+CSS = """
+Screen { layout: vertical; }
+#body { height: 1fr; }
+#sidebar { width: 30; border-right: solid $panel; }
+#sidebar.hidden { display: none; }
+#search { margin: 0 0 1 0; }
+#conversations { height: 1fr; }
+#main { width: 1fr; }
+#messages { height: 1fr; padding: 0 1; }
+.message { height: auto; margin: 0 0 1 0; }
+.message .who { color: $text-muted; text-style: bold; }
+.message.user .who { color: $accent; }
+.message.assistant .who { color: $primary; }
+.message .stats { color: $text-muted; }
+.message.partial .stats { color: $warning; }
+.message Markdown { margin: 0; padding: 0; }
+#attachments { height: auto; color: $accent; padding: 0 1; }
+#attachments.empty { display: none; }
+#prompt { height: 5; border: round $primary; }
+#status { height: 1; background: $panel; color: $text; padding: 0 1; }
+.dialog { width: 60; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
+          background: $surface; }
+.dialog.wide { width: 90%; max-width: 110; }
+.dialog.tall { height: 80%; }
+.dialog.error { border: thick $error; }
+.dialog .question { text-style: bold; margin-bottom: 1; }
+.dialog .buttons { height: auto; margin-top: 1; }
+.dialog .buttons Button { margin-right: 2; }
+.dialog .field { height: 3; }
+.dialog #system { height: 6; }
+.dialog OptionList { height: auto; max-height: 20; }
+.hint { color: $text-muted; }
+ModalScreen { align: center middle; }
+#machine { height: auto; padding: 0 1; background: $panel; }
+#pullbar { height: 1; padding: 0 1; }
+"""
+
+
+class PromptArea(TextArea):
+    """Multi-line input: Enter sends; the newline keys (configurable) add a line."""
+
+    def __init__(self, newline_keys: Iterable[str], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.newline_keys = set(newline_keys)
+
+    async def _on_key(self, event: Key) -> None:
+        if event.key == "enter":
+            event.prevent_default()
+            event.stop()
+            await self.app.run_action("send")
+            return
+        if event.key in self.newline_keys:
+            event.prevent_default()
+            event.stop()
+            self.insert("\n")
+            return
+        await super()._on_key(event)
+
+
+class MessageView(Vertical):
+    """One message: who said it, the Markdown text, and for replies the stats."""
+
+    def __init__(self, message: Message) -> None:
+        classes = f"message {message.role}" + (" partial" if message.partial else "")
+        super().__init__(classes=classes)
+        self.message = message
+
+    def compose(self) -> ComposeResult:
+        who = {"user": "You", "assistant": "Assistant"}.get(self.message.role,
+                                                            self.message.role.title())
+        if self.message.role == "assistant" and self.message.model:
+            who += f" · {self.message.model}"
+        yield Label(who, classes="who")
+        yield Markdown(self.message.content, classes="body")
+        for att in self.message.attachments:
+            yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
+        if self.message.role == "assistant":
+            yield Label(stats_line(self.message), classes="stats")
+
+    def refresh_stats(self) -> None:
+        self.set_class(self.message.partial, "partial")
+        self.query(".stats").last(Label).update(stats_line(self.message))
+
+
+def stats_line(m: Message) -> str:
+    s = m.stats
+    if m.partial:
+        return "⚠ cut off: the reply was interrupted before it finished"
+    if s.get("stopped"):
+        return "■ stopped" + (f" · {s.get('eval_count', 0)} tokens" if s else "")
+    if s.get("error"):
+        return f"✗ {s['error']}"
+    if not s:
+        return ""
+    tokens = int(s.get("eval_count") or 0)
+    secs = (s.get("eval_duration") or 0) / 1e9
+    tps = tokens / secs if secs > 0 else 0.0
+    ttft = (s.get("first_token_duration") or 0) / 1e6
+    return f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
+
+
+def code_blocks(text: str) -> list[str]:
+    return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", text, re.S)]
+
+
+class ChatCommands(Provider):
+    """The command palette: every action, every theme, every installed model."""
+
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        app: ChatApp = self.app  # type: ignore[assignment]
+        out: list[tuple[str, Any, str]] = [
+            (desc, partial(app.run_action, action), f"key: {key}")
+            for action, desc, key in app.actions_for_palette()]
+        for theme in sorted(app.available_themes):
+            out.append((f"Theme: {theme}", partial(app.set_theme, theme),
+                        "switch theme (remembered)"))
+        for name in app.model_names:
+            out.append((f"Use model: {name}", partial(app.use_model, name),
+                        "switch this conversation's model"))
+        out.append(("Export conversation as JSON", partial(app.run_action, "export('json')"),
+                    "write a .json file to the current folder"))
+        out.append(("Import conversation from JSON", partial(app.run_action, "import_json"),
+                    "read an exported .json file"))
+        return out
+
+    async def discover(self) -> Hits:
+        for text, cb, help_ in self._commands():
+            yield DiscoveryHit(text, cb, help=help_)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, cb, help_ in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), cb, help=help_)
+
+
+class ChatApp(App[None]):
+    CSS = CSS
+    TITLE = "llmtui"
+    COMMANDS = {ChatCommands}
+    ENABLE_COMMAND_PALETTE = True
+
+    # The prompt is a TextArea, which owns ctrl+a/e/d/k/u/w/x/y/z/c/v; app keys avoid them.
+    BINDINGS = [
+        Binding("ctrl+n", "new_chat", "New chat", id="chat.new"),
+        Binding("escape", "stop", "Stop reply", id="chat.stop"),
+        Binding("ctrl+r", "regenerate", "Regenerate", id="chat.regenerate"),
+        Binding("ctrl+g", "edit_last", "Edit last", id="chat.edit"),
+        Binding("ctrl+o", "attach", "Attach file", id="chat.attach"),
+        Binding("ctrl+l", "pick_model", "Model", id="chat.model"),
+        Binding("f3", "manager", "Models", id="app.manager"),
+        Binding("f4", "settings", "Settings", id="chat.settings"),
+        Binding("f2", "rename", "Rename", id="chat.rename", show=False),
+        Binding("f8", "delete_chat", "Delete chat", id="chat.delete", show=False),
+        Binding("ctrl+f", "search", "Search", id="chat.search", show=False),
+        Binding("ctrl+b", "toggle_sidebar", "Sidebar", id="app.sidebar", show=False),
+        Binding("ctrl+s", "export('md')", "Export", id="chat.export", show=False),
+        Binding("alt+c", "copy_code", "Copy code", id="chat.copy_code", show=False),
+        Binding("ctrl+t", "next_theme", "Theme", id="app.theme", show=False),
+        Binding("f1,question_mark", "help", "Help", id="app.help"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit"),
+    ]
+
+    DESCRIPTIONS = {
+        "new_chat": "Start a new conversation",
+        "stop": "Stop the reply being written",
+        "regenerate": "Write the last reply again",
+        "edit_last": "Put the last message back in the input to edit and resend",
+        "attach": "Attach a file to the next message",
+        "pick_model": "Switch this conversation's model",
+        "manager": "Model manager: pull, delete, unload, what fits",
+        "settings": "System prompt, temperature, context length and seed",
+        "rename": "Rename this conversation",
+        "delete_chat": "Delete this conversation",
+        "search": "Search conversations",
+        "toggle_sidebar": "Show or hide the conversation list",
+        "export('md')": "Export this conversation as Markdown",
+        "copy_code": "Copy the last reply's last code block (or the reply)",
+        "next_theme": "Next theme",
+        "help": "List every key",
+        "quit": "Quit",
+    }
+
+    status_text: reactive[str] = reactive("")
+
+    def __init__(self, backend: Any, history: History, settings: Any, *,
+                 model: str | None = None, attachment: tuple[str, str] | None = None,
+                 conversation: str | None = None) -> None:
+        super().__init__()
+        self.backend = backend
+        self.history = history
+        self.settings = settings
+        cfg = settings.config
+        self.default_model = model or str(cfg.get("default_model"))
+        self.forced_model = model
+        self.defaults = {"temperature": cfg.get("temperature"),
+                         "num_ctx": cfg.get("context_length"), "seed": cfg.get("seed")}
+        self.conv: Conversation | None = None
+        self.open_conversation = conversation
+        self.pending: list[dict[str, Any]] = []
+        if attachment is not None:
+            self.pending.append({"name": attachment[0], "text": attachment[1]})
+        self.model_names: list[str] = []
+        self.loaded: set[str] = set()
+        self.daemon_state = "starting"
+        self.context_length: int | None = None
+        self.last_usage = 0
+        self.generating = False
+        self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
+        self._load_themes()
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def _load_themes(self) -> None:
+        from llmtui.tui.themes import DEFAULT, load_themes
+
+        themes, self.theme_problems = load_themes(self.settings)
+        for theme in themes:
+            self.register_theme(theme)
+        wanted = str(self.settings.config.get("theme") or DEFAULT)
+        if wanted == "dark":  # the config's historical default
+            wanted = DEFAULT
+        self.theme = wanted if wanted in self.available_themes else DEFAULT
+
+    def compose(self) -> ComposeResult:
+        newline = ["shift+enter", "ctrl+j", "alt+enter"]
+        with Horizontal(id="body"):
+            with Vertical(id="sidebar"):
+                yield Input(placeholder="search chats (Ctrl+F)", id="search")
+                yield ListView(id="conversations")
+            with Vertical(id="main"):
+                yield MessagesScroll(id="messages")
+                yield Static("", id="attachments", classes="empty")
+                yield PromptArea(newline, id="prompt", soft_wrap=True, show_line_numbers=False)
+        yield Static("", id="status")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self._apply_keymap()
+        for problem in self.theme_problems:
+            self.notify(problem, title="Theme", severity="warning")
+        self._show_attachments()
+        self.query_one("#prompt").focus()
+        convs = self.history.list()
+        if self.open_conversation:
+            await self.load_conversation(self.history.resolve(self.open_conversation))
+        elif convs and not self.pending and not self.forced_model:
+            await self.load_conversation(convs[0].id)
+        else:
+            await self.new_conversation()
+        self.connect()
+        self.set_interval(5.0, self.poll_status)
+
+    def _apply_keymap(self) -> None:
+        if not self.keymap_file.exists():
+            return
+        try:
+            data = tomllib.loads(self.keymap_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            self.notify(f"{self.keymap_file.name}: {exc}", title="Keymap", severity="error")
+            return
+        ids = {b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id}
+        bad = [k for k in data if k not in ids or not isinstance(data[k], str)]
+        if bad:
+            self.notify(f"{self.keymap_file.name}: unknown binding ids or values: "
+                        f"{', '.join(bad)} (F1 lists the ids)", title="Keymap",
+                        severity="warning")
+        self.set_keymap({k: v for k, v in data.items() if k in ids and isinstance(v, str)})
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+
+    def actions_for_palette(self) -> list[tuple[str, str, str]]:
+        keymap = getattr(self, "_keymap", {}) or {}
+        out = []
+        for b in self.BINDINGS:
+            if isinstance(b, Binding):
+                key = keymap.get(b.id, b.key) if b.id else b.key
+                out.append((b.action, self.DESCRIPTIONS.get(b.action, b.description), key))
+        return out
+
+    # -- daemon --------------------------------------------------------------------------
+
+    @work(exclusive=True, group="connect")
+    async def connect(self) -> None:
+        try:
+            await self.backend.connect()
+            self.daemon_state = "running"
+            await self.refresh_models()
+        except LlmtuiError as exc:
+            self.daemon_state = "down"
+            self.show_error("The daemon is not available",
+                            f"{exc}\n\nStart it with `llm daemon start`, or see `llm daemon "
+                            "logs`. The chat retries when you send a message.")
+        self.update_status()
+
+    async def refresh_models(self) -> None:
+        models = await self.backend.models()
+        self.model_names = [m["name"] for m in models]
+        self.models_info = models
+        self.loaded = {m["name"] for m in await self.backend.loaded()}
+        if self.conv and self.conv.model and self.conv.model not in self.model_names:
+            self.notify(f"'{self.conv.model}' is not installed: pull it from the model "
+                        "manager (F3) or pick another (Ctrl+L)", title="Model missing",
+                        severity="warning", timeout=8)
+        self.update_status()
+
+    async def poll_status(self) -> None:
+        if self.generating:
+            return
+        try:
+            await self.backend.status()
+            self.loaded = {m["name"] for m in await self.backend.loaded()}
+            self.daemon_state = "running"
+        except LlmtuiError:
+            self.daemon_state = "down"
+        self.update_status()
+
+    def update_status(self) -> None:
+        model = self.conv.model if self.conv else self.default_model
+        mark = "●" if model in self.loaded else "○"
+        ctx = self.context_length or (self.conv.options.get("num_ctx") if self.conv else None) \
+            or self.defaults.get("num_ctx")
+        used = f"{self.last_usage}/{ctx}" if ctx else f"{self.last_usage}"
+        state = "generating…" if self.generating else self.daemon_state
+        text = (f"{mark} {model} │ context {used} tokens │ daemon {state} │ "
+                "F1 help · Ctrl+P commands")
+        self.query_one("#status", Static).update(text)
+
+    def show_error(self, title: str, message: str) -> None:
+        self.push_screen(ErrorModal(title, message))
+
+    # -- conversations -------------------------------------------------------------------
+
+    async def new_conversation(self) -> None:
+        self.conv = Conversation(id="", title="New chat", model=self.default_model)
+        self.last_usage = 0
+        await self.render_conversation()
+        await self.refresh_sidebar()
+
+    def _ensure_saved(self, first_text: str) -> Conversation:
+        assert self.conv is not None
+        if not self.conv.id:
+            made = self.history.create(title=title_from(first_text), model=self.conv.model,
+                                       system=self.conv.system, options=self.conv.options)
+            made.messages = self.conv.messages
+            self.conv = made
+        return self.conv
+
+    async def load_conversation(self, conv_id: str) -> None:
+        self.conv = self.history.get(conv_id)
+        if self.forced_model and not self.conv.messages:
+            self.conv.model = self.forced_model
+        self.last_usage = 0
+        for m in reversed(self.conv.messages):
+            if m.stats.get("prompt_eval_count") is not None:
+                self.last_usage = int(m.stats["prompt_eval_count"]) + int(
+                    m.stats.get("eval_count") or 0)
+                break
+        await self.render_conversation()
+        await self.refresh_sidebar()
+
+    async def render_conversation(self) -> None:
+        scroll = self.query_one("#messages", MessagesScroll)
+        await scroll.remove_children()
+        if self.conv:
+            await scroll.mount_all([MessageView(m) for m in self.conv.messages
+                                    if m.role != "system"])
+            if not self.conv.messages:
+                await scroll.mount(Static(
+                    f"New chat with {self.conv.model}. Type below; Enter sends, Shift+Enter "
+                    "or Ctrl+J adds a line. F1 lists every key.", classes="hint"))
+        scroll.scroll_end(animate=False)
+        self.update_status()
+
+    async def refresh_sidebar(self, search: str | None = None) -> None:
+        lv = self.query_one("#conversations", ListView)
+        await lv.clear()
+        items = self.history.list(search or None)
+        for c in items:
+            item = ListItem(Label(c.title), name=c.id)
+            await lv.append(item)
+        if self.conv and self.conv.id:
+            for i, c in enumerate(items):
+                if c.id == self.conv.id:
+                    lv.index = i
+
+    @on(ListView.Selected, "#conversations")
+    async def conversation_chosen(self, event: ListView.Selected) -> None:
+        if self.generating:
+            self.notify("stop the reply first (Esc)", severity="warning")
+            return
+        if event.item.name:
+            await self.load_conversation(event.item.name)
+            self.query_one("#prompt").focus()
+
+    @on(Input.Changed, "#search")
+    async def search_changed(self, event: Input.Changed) -> None:
+        await self.refresh_sidebar(event.value.strip())
+
+    @on(Input.Submitted, "#search")
+    def search_done(self) -> None:
+        self.query_one("#conversations").focus()
+
+    # -- sending and streaming -----------------------------------------------------------
+
+    def action_send(self) -> None:
+        area = self.query_one("#prompt", PromptArea)
+        text = area.text.strip()
+        if not text and not self.pending:
+            return
+        if self.generating:
+            self.notify("a reply is still being written (Esc stops it)", severity="warning")
+            return
+        area.clear()
+        self.send(text)
+
+    @work(exclusive=True, group="chat")
+    async def send(self, text: str) -> None:
+        conv = self._ensure_saved(text or self.pending[0]["name"])
+        user = Message(role="user", content=text, attachments=self.pending)
+        self.pending = []
+        self._show_attachments()
+        self.history.add(conv.id, user)
+        conv.messages.append(user)
+        await self.refresh_sidebar()
+        await self._mount(MessageView(user))
+        await self.reply()
+
+    async def _mount(self, view: MessageView) -> None:
+        scroll = self.query_one("#messages", MessagesScroll)
+        for hint in scroll.query(".hint"):
+            await hint.remove()
+        await scroll.mount(view)
+        scroll.scroll_end(animate=False)
+
+    def _request_messages(self) -> list[dict[str, Any]]:
+        assert self.conv is not None
+        msgs = [m.for_model() for m in self.conv.messages if m.content or m.attachments]
+        if self.conv.system:
+            msgs.insert(0, {"role": "system", "content": self.conv.system})
+        return msgs
+
+    def _options(self) -> dict[str, Any]:
+        assert self.conv is not None
+        opts = {k: v for k, v in self.defaults.items() if v is not None}
+        if opts.get("seed", -1) < 0:
+            opts.pop("seed", None)
+        opts.update(self.conv.options)
+        max_tokens = int(self.settings.config.get("max_tokens"))
+        if max_tokens > 0:
+            opts.setdefault("num_predict", max_tokens)
+        for key in ("top_p", "top_k", "min_p", "repeat_penalty"):
+            opts.setdefault(key, self.settings.config.get(key))
+        return opts
+
+    async def reply(self) -> None:
+        """Stream the assistant's reply into a new message, saving as it goes."""
+        conv = self.conv
+        assert conv is not None and conv.id
+        request = self._request_messages()
+        msg = Message(role="assistant", content="", model=conv.model, partial=True)
+        self.history.add(conv.id, msg)
+        conv.messages.append(msg)
+        view = MessageView(msg)
+        await self._mount(view)
+        body = view.query_one(Markdown)
+        stream = Markdown.get_stream(body)
+        scroll = self.query_one("#messages", MessagesScroll)
+        self.generating = True
+        self.update_status()
+        last_save = time.monotonic()
+        try:
+            async for part in self.backend.chat(conv.model, request, self._options()):
+                piece = (part.get("message") or {}).get("content") or ""
+                if piece:
+                    msg.content += piece
+                    await stream.write(piece)
+                    if scroll.max_scroll_y - scroll.scroll_y < 3:
+                        scroll.scroll_end(animate=False)
+                if time.monotonic() - last_save > SAVE_EVERY:
+                    self.history.save(msg)
+                    last_save = time.monotonic()
+                if part.get("done"):
+                    msg.stats = {k: v for k, v in part.items()
+                                 if k.endswith(("_count", "_duration")) or k == "done_reason"}
+            msg.partial = False
+            self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
+                msg.stats.get("eval_count") or 0)
+        except asyncio.CancelledError:
+            msg.partial = False
+            msg.stats = {"stopped": True, "eval_count": len(msg.content.split())}
+            raise
+        except LlmtuiError as exc:
+            msg.partial = False
+            msg.stats = {"error": str(exc).splitlines()[0][:200]}
+            self._explain(exc)
+        finally:
+            await stream.stop()
+            self.history.save(msg)
+            view.refresh_stats()
+            self.generating = False
+            self.update_status()
+            if self.context_length is None:
+                self._context_of(conv.model)
+
+    @work(group="context")
+    async def _context_of(self, model: str) -> None:
+        try:
+            for m in await self.backend.loaded():
+                if m["name"] == model and m.get("context_length"):
+                    self.context_length = int(m["context_length"])
+            self.loaded = {m["name"] for m in await self.backend.loaded()}
+        except LlmtuiError:
+            pass
+        self.update_status()
+
+    def _explain(self, exc: LlmtuiError) -> None:
+        from llmtui.errors import (
+            BusyError,
+            ContextOverflow,
+            DaemonUnavailable,
+            ModelNotFound,
+        )
+
+        if isinstance(exc, ModelNotFound):
+            self.show_error("Model not installed", f"{exc}\n\nOpen the model manager (F3) "
+                            "to pull it, or switch model (Ctrl+L).")
+        elif isinstance(exc, DaemonUnavailable):
+            self.daemon_state = "down"
+            self.show_error("Lost the daemon", f"{exc}\n\nThe part of the reply that "
+                            "arrived is kept. Send again to restart the daemon, or run "
+                            "`llm daemon logs` to see why it stopped.")
+        elif isinstance(exc, ContextOverflow):
+            self.show_error("Too long for the context", f"{exc}\n\nStart a new chat "
+                            "(Ctrl+N) or raise the context length in settings (F4).")
+        elif isinstance(exc, BusyError):
+            self.notify(str(exc), title="Busy", severity="warning")
+        elif "memory" in str(exc).lower():
+            self.show_error("Not enough memory", f"{exc}\n\nUnload other models in the "
+                            "model manager (F3) or pick a smaller model (Ctrl+L).")
+        else:
+            self.notify(str(exc), title="Error", severity="error", timeout=10)
+
+    def action_stop(self) -> None:
+        if self.generating:
+            self.workers.cancel_group(self, "chat")
+
+    async def action_regenerate(self) -> None:
+        if self.generating or not self.conv or not self.conv.messages:
+            return
+        last = self.conv.messages[-1]
+        if last.role != "assistant" or last.id is None:
+            return
+        self.history.delete_from(self.conv.id, last.id)
+        self.conv.messages.pop()
+        views = self.query(MessageView)
+        if views:
+            await views.last().remove()
+        self.regenerate()
+
+    @work(exclusive=True, group="chat")
+    async def regenerate(self) -> None:
+        await self.reply()
+
+    async def action_edit_last(self) -> None:
+        if self.generating or not self.conv:
+            return
+        users = [m for m in self.conv.messages if m.role == "user"]
+        if not users or users[-1].id is None:
+            return
+        last = users[-1]
+        assert last.id is not None
+        self.history.delete_from(self.conv.id, last.id)
+        idx = self.conv.messages.index(last)
+        self.conv.messages = self.conv.messages[:idx]
+        self.pending = last.attachments
+        self._show_attachments()
+        await self.render_conversation()
+        area = self.query_one("#prompt", PromptArea)
+        area.text = last.content
+        area.focus()
+
+    # -- attachments ---------------------------------------------------------------------
+
+    def action_attach(self) -> None:
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.attach_path(path)
+        self.push_screen(FilePicker(Path.cwd()), chosen)
+
+    def attach_path(self, path: Path) -> None:
+        try:
+            data = path.read_bytes()[:MAX_ATTACHMENT + 1]
+        except OSError as exc:
+            self.notify(f"cannot read {path.name}: {exc.strerror}", severity="error")
+            return
+        if b"\x00" in data[:8192]:
+            self.notify(f"{path.name} is not text; images need a vision model, which is not "
+                        "loaded", severity="error")
+            return
+        if len(data) > MAX_ATTACHMENT:
+            self.notify(f"{path.name} is larger than 2 MB; only text files that fit the "
+                        "context make sense", severity="error")
+            return
+        text = data.decode("utf-8", "replace")
+        self.pending.append({"name": path.name, "text": text})
+        self._show_attachments()
+        self.query_one("#prompt").focus()
+
+    def _show_attachments(self) -> None:
+        widget = self.query_one("#attachments", Static)
+        names = ", ".join(f"📎 {a['name']} ({len(a['text'])} chars)" for a in self.pending)
+        widget.update(f"attached: {names}" if names else "")
+        widget.set_class(not names, "empty")
+
+    # -- models and settings -------------------------------------------------------------
+
+    def action_pick_model(self) -> None:
+        self.pick_model()
+
+    @work(exclusive=True, group="picker")
+    async def pick_model(self) -> None:
+        try:
+            models = await self.backend.models()
+            self.loaded = {m["name"] for m in await self.backend.loaded()}
+        except LlmtuiError as exc:
+            self._explain(exc)
+            return
+        current = self.conv.model if self.conv else self.default_model
+        choice = await self.push_screen_wait(ModelPicker(models, self.loaded, current))
+        if choice:
+            self.use_model(choice)
+
+    def use_model(self, name: str) -> None:
+        if not self.conv:
+            return
+        self.conv.model = name
+        self.context_length = None
+        if self.conv.id:
+            self.history.update(self.conv.id, model=name)
+        self.notify(f"now chatting with {name}", title="Model")
+        self.update_status()
+
+    def action_manager(self) -> None:
+        def done(choice: str | None) -> None:
+            if choice:
+                self.use_model(choice)
+            self.run_worker(self.refresh_models(), exclusive=True, group="refresh")
+        self.push_screen(ModelManager(self.backend), done)
+
+    def action_settings(self) -> None:
+        if not self.conv:
+            return
+        conv = self.conv
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result is None:
+                return
+            conv.system = result["system"]
+            conv.options = result["options"]
+            if conv.id:
+                self.history.update(conv.id, system=conv.system, options=conv.options)
+            self.context_length = None
+            self.notify("settings saved for this conversation", title="Settings")
+            self.update_status()
+        self.push_screen(SettingsScreen(conv.system, conv.options, self.defaults), done)
+
+    # -- conversation actions ------------------------------------------------------------
+
+    async def action_new_chat(self) -> None:
+        if self.generating:
+            self.notify("stop the reply first (Esc)", severity="warning")
+            return
+        await self.new_conversation()
+        self.query_one("#prompt").focus()
+
+    def action_rename(self) -> None:
+        if not self.conv or not self.conv.id:
+            self.notify("send a message first; new chats are saved then", severity="warning")
+            return
+        conv = self.conv
+
+        async def done(title: str | None) -> None:
+            if title and title.strip():
+                self.history.update(conv.id, title=title)
+                conv.title = title.strip()
+                await self.refresh_sidebar()
+        self.push_screen(Prompt("Rename conversation", conv.title), done)
+
+    def action_delete_chat(self) -> None:
+        if not self.conv or not self.conv.id or self.generating:
+            return
+        conv = self.conv
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                self.history.delete(conv.id)
+                self.notify(f"deleted '{conv.title}'", title="Conversations")
+                await self.new_conversation()
+        self.push_screen(Confirm(f"Delete '{conv.title}'? This cannot be undone."), done)
+
+    def action_search(self) -> None:
+        sidebar = self.query_one("#sidebar")
+        sidebar.remove_class("hidden")
+        self.query_one("#search", Input).focus()
+
+    def action_toggle_sidebar(self) -> None:
+        self.query_one("#sidebar").toggle_class("hidden")
+
+    def action_export(self, fmt: str = "md") -> None:
+        import json
+
+        if not self.conv or not self.conv.id:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        conv = self.history.get(self.conv.id)
+        stem = re.sub(r"[^\w.-]+", "-", conv.title).strip("-")[:40] or conv.id
+        path = Path.cwd() / f"{stem}.{fmt}"
+        text = conv.to_markdown() if fmt == "md" else json.dumps(
+            conv.to_json(), indent=2, ensure_ascii=False) + "\n"
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot write {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"exported to {path}", title="Export")
+
+    def action_import_json(self) -> None:
+        import json
+
+        async def chosen(path: Path | None) -> None:
+            if path is None:
+                return
+            try:
+                conv = self.history.import_json(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, LlmtuiError) as exc:
+                self.notify(f"cannot import {path.name}: {exc}", severity="error")
+                return
+            await self.load_conversation(conv.id)
+            self.notify(f"imported '{conv.title}'", title="Import")
+        self.push_screen(FilePicker(Path.cwd()), chosen)
+
+    def action_copy_code(self) -> None:
+        if not self.conv:
+            return
+        replies = [m for m in self.conv.messages if m.role == "assistant" and m.content]
+        if not replies:
+            return
+        blocks = code_blocks(replies[-1].content)
+        text = blocks[-1] if blocks else replies[-1].content
+        self.copy_to_clipboard(text)  # OSC 52: works over SSH and in tmux
+        what = "code block" if blocks else "reply"
+        self.notify(f"copied the last {what} ({len(text)} characters)", title="Clipboard")
+
+    # -- themes and help -----------------------------------------------------------------
+
+    def set_theme(self, name: str) -> None:
+        self.theme = name
+
+    def watch_theme(self, name: str) -> None:
+        """Remember the theme in the config, whichever way it was changed."""
+        if not self.is_running:
+            return
+        try:
+            from llmtui.config import Config
+
+            cfg = Config.load(self.settings.paths.config_file)
+            if cfg.values.get("theme") != name:
+                cfg.set("theme", name)
+                cfg.save()
+        except LlmtuiError as exc:
+            self.notify(f"theme not saved: {exc}", severity="warning")
+
+    def action_next_theme(self) -> None:
+        from llmtui.tui.themes import load_themes
+
+        ours = [t.name for t in load_themes(self.settings)[0]]
+        names = ours or sorted(self.available_themes)
+        idx = names.index(self.theme) if self.theme in names else -1
+        self.theme = names[(idx + 1) % len(names)]
+        self.notify(f"theme: {self.theme}", title="Theme")
+
+    def action_help(self) -> None:
+        rows = []
+        keymap = getattr(self, "_keymap", {}) or {}
+        for b in self.BINDINGS:
+            if isinstance(b, Binding):
+                key = keymap.get(b.id, b.key) if b.id else b.key
+                rows.append((key, self.DESCRIPTIONS.get(b.action, b.description), b.id or ""))
+        rows += [("enter", "Send the message", "(input)"),
+                 ("shift+enter, ctrl+j, alt+enter", "New line in the message", "(input)"),
+                 ("ctrl+p", "Command palette: every action, theme and model", "(app)")]
+        self.push_screen(HelpScreen(rows, str(self.keymap_file)))
