@@ -190,7 +190,7 @@ KEYS: dict[str, Key] = {
             "most tokens one request may ask to generate"),
         Key("request_timeout", _duration_text, "60s",
             "a client that takes longer to send its request is cut off"),
-        Key("theme", _text, "dark", "TUI theme"),
+        Key("theme", _text, "llmtui-dark", "chat theme (see themes/)"),
         Key("color", _bool, True, "use colour on a terminal (NO_COLOR also turns it off)"),
     ]
 }
