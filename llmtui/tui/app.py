@@ -7,6 +7,7 @@ Keyboard-first; every binding has an id, so ``<config>/keymap.toml`` can move it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import tomllib
@@ -20,6 +21,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.events import Key
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -114,6 +116,8 @@ class MessageView(Vertical):
                                                             self.message.role.title())
         if self.message.role == "assistant" and self.message.model:
             who += f" · {self.message.model}"
+        if self.message.partial:
+            who += " · cut off"
         yield Label(who, classes="who")
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
@@ -256,6 +260,11 @@ class ChatApp(App[None]):
 
     # -- set-up -------------------------------------------------------------------------
 
+    @property
+    def main(self) -> Screen[Any]:
+        """The chat screen, even while a dialog is on top (workers update it then too)."""
+        return self.screen_stack[0] if self.screen_stack else self.screen
+
     def _load_themes(self) -> None:
         from llmtui.tui.themes import DEFAULT, load_themes
 
@@ -285,7 +294,7 @@ class ChatApp(App[None]):
         for problem in self.theme_problems:
             self.notify(problem, title="Theme", severity="warning")
         self._show_attachments()
-        self.query_one("#prompt").focus()
+        self.main.query_one("#prompt").focus()
         convs = self.history.list()
         if self.open_conversation:
             await self.load_conversation(self.history.resolve(self.open_conversation))
@@ -370,7 +379,8 @@ class ChatApp(App[None]):
         state = "generating…" if self.generating else self.daemon_state
         text = (f"{mark} {model} │ context {used} tokens │ daemon {state} │ "
                 "F1 help · Ctrl+P commands")
-        self.query_one("#status", Static).update(text)
+        with contextlib.suppress(NoMatches):  # a worker finishing during shutdown
+            self.main.query_one("#status", Static).update(text)
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorModal(title, message))
@@ -406,7 +416,7 @@ class ChatApp(App[None]):
         await self.refresh_sidebar()
 
     async def render_conversation(self) -> None:
-        scroll = self.query_one("#messages", MessagesScroll)
+        scroll = self.main.query_one("#messages", MessagesScroll)
         await scroll.remove_children()
         if self.conv:
             await scroll.mount_all([MessageView(m) for m in self.conv.messages
@@ -415,11 +425,11 @@ class ChatApp(App[None]):
                 await scroll.mount(Static(
                     f"New chat with {self.conv.model}. Type below; Enter sends, Shift+Enter "
                     "or Ctrl+J adds a line. F1 lists every key.", classes="hint"))
-        scroll.scroll_end(animate=False)
+        scroll.call_after_refresh(scroll.scroll_end, animate=False)
         self.update_status()
 
     async def refresh_sidebar(self, search: str | None = None) -> None:
-        lv = self.query_one("#conversations", ListView)
+        lv = self.main.query_one("#conversations", ListView)
         await lv.clear()
         items = self.history.list(search or None)
         for c in items:
@@ -437,7 +447,7 @@ class ChatApp(App[None]):
             return
         if event.item.name:
             await self.load_conversation(event.item.name)
-            self.query_one("#prompt").focus()
+            self.main.query_one("#prompt").focus()
 
     @on(Input.Changed, "#search")
     async def search_changed(self, event: Input.Changed) -> None:
@@ -445,12 +455,12 @@ class ChatApp(App[None]):
 
     @on(Input.Submitted, "#search")
     def search_done(self) -> None:
-        self.query_one("#conversations").focus()
+        self.main.query_one("#conversations").focus()
 
     # -- sending and streaming -----------------------------------------------------------
 
     def action_send(self) -> None:
-        area = self.query_one("#prompt", PromptArea)
+        area = self.main.query_one("#prompt", PromptArea)
         text = area.text.strip()
         if not text and not self.pending:
             return
@@ -473,7 +483,7 @@ class ChatApp(App[None]):
         await self.reply()
 
     async def _mount(self, view: MessageView) -> None:
-        scroll = self.query_one("#messages", MessagesScroll)
+        scroll = self.main.query_one("#messages", MessagesScroll)
         for hint in scroll.query(".hint"):
             await hint.remove()
         await scroll.mount(view)
@@ -511,7 +521,7 @@ class ChatApp(App[None]):
         await self._mount(view)
         body = view.query_one(Markdown)
         stream = Markdown.get_stream(body)
-        scroll = self.query_one("#messages", MessagesScroll)
+        scroll = self.main.query_one("#messages", MessagesScroll)
         self.generating = True
         self.update_status()
         last_save = time.monotonic()
@@ -599,7 +609,7 @@ class ChatApp(App[None]):
             return
         self.history.delete_from(self.conv.id, last.id)
         self.conv.messages.pop()
-        views = self.query(MessageView)
+        views = self.main.query(MessageView)
         if views:
             await views.last().remove()
         self.regenerate()
@@ -622,7 +632,7 @@ class ChatApp(App[None]):
         self.pending = last.attachments
         self._show_attachments()
         await self.render_conversation()
-        area = self.query_one("#prompt", PromptArea)
+        area = self.main.query_one("#prompt", PromptArea)
         area.text = last.content
         area.focus()
 
@@ -651,10 +661,10 @@ class ChatApp(App[None]):
         text = data.decode("utf-8", "replace")
         self.pending.append({"name": path.name, "text": text})
         self._show_attachments()
-        self.query_one("#prompt").focus()
+        self.main.query_one("#prompt").focus()
 
     def _show_attachments(self) -> None:
-        widget = self.query_one("#attachments", Static)
+        widget = self.main.query_one("#attachments", Static)
         names = ", ".join(f"📎 {a['name']} ({len(a['text'])} chars)" for a in self.pending)
         widget.update(f"attached: {names}" if names else "")
         widget.set_class(not names, "empty")
@@ -718,7 +728,7 @@ class ChatApp(App[None]):
             self.notify("stop the reply first (Esc)", severity="warning")
             return
         await self.new_conversation()
-        self.query_one("#prompt").focus()
+        self.main.query_one("#prompt").focus()
 
     def action_rename(self) -> None:
         if not self.conv or not self.conv.id:
@@ -746,12 +756,12 @@ class ChatApp(App[None]):
         self.push_screen(Confirm(f"Delete '{conv.title}'? This cannot be undone."), done)
 
     def action_search(self) -> None:
-        sidebar = self.query_one("#sidebar")
+        sidebar = self.main.query_one("#sidebar")
         sidebar.remove_class("hidden")
-        self.query_one("#search", Input).focus()
+        self.main.query_one("#search", Input).focus()
 
     def action_toggle_sidebar(self) -> None:
-        self.query_one("#sidebar").toggle_class("hidden")
+        self.main.query_one("#sidebar").toggle_class("hidden")
 
     def action_export(self, fmt: str = "md") -> None:
         import json
