@@ -106,36 +106,47 @@ class PromptArea(TextArea):
 class MessageView(Vertical):
     """One message: who said it, the Markdown text, and for replies the stats."""
 
-    def __init__(self, message: Message) -> None:
-        classes = f"message {message.role}" + (" partial" if message.partial else "")
+    def __init__(self, message: Message, live: bool = False) -> None:
+        classes = f"message {message.role}" + (" partial" if message.partial and not live
+                                                else "")
         super().__init__(classes=classes)
         self.message = message
+        self.live = live  # being written now: not (yet) cut off
+
+    def who(self) -> str:
+        m = self.message
+        who = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
+        if m.role == "assistant" and m.model:
+            who += f" · {m.model}"
+        if self.live:
+            who += " · writing…"
+        elif m.partial:
+            who += " · cut off"
+        return who
 
     def compose(self) -> ComposeResult:
-        who = {"user": "You", "assistant": "Assistant"}.get(self.message.role,
-                                                            self.message.role.title())
-        if self.message.role == "assistant" and self.message.model:
-            who += f" · {self.message.model}"
-        if self.message.partial:
-            who += " · cut off"
-        yield Label(who, classes="who")
+        yield Label(self.who(), classes="who")
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
             yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
         if self.message.role == "assistant":
-            yield Label(stats_line(self.message), classes="stats")
+            yield Label(stats_line(self.message, self.live), classes="stats")
 
     def refresh_stats(self) -> None:
+        self.live = False
         self.set_class(self.message.partial, "partial")
+        self.query_one(".who", Label).update(self.who())
         self.query(".stats").last(Label).update(stats_line(self.message))
 
 
-def stats_line(m: Message) -> str:
+def stats_line(m: Message, live: bool = False) -> str:
     s = m.stats
+    if live:
+        return ""
     if m.partial:
         return "⚠ cut off: the reply was interrupted before it finished"
     if s.get("stopped"):
-        return "■ stopped" + (f" · {s.get('eval_count', 0)} tokens" if s else "")
+        return f"■ stopped after {s.get('words', 0)} words"
     if s.get("error"):
         return f"✗ {s['error']}"
     if not s:
@@ -517,7 +528,7 @@ class ChatApp(App[None]):
         msg = Message(role="assistant", content="", model=conv.model, partial=True)
         self.history.add(conv.id, msg)
         conv.messages.append(msg)
-        view = MessageView(msg)
+        view = MessageView(msg, live=True)
         await self._mount(view)
         body = view.query_one(Markdown)
         stream = Markdown.get_stream(body)
@@ -544,7 +555,7 @@ class ChatApp(App[None]):
                 msg.stats.get("eval_count") or 0)
         except asyncio.CancelledError:
             msg.partial = False
-            msg.stats = {"stopped": True, "eval_count": len(msg.content.split())}
+            msg.stats = {"stopped": True, "words": len(msg.content.split())}
             raise
         except LlmtuiError as exc:
             msg.partial = False

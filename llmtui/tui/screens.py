@@ -426,6 +426,10 @@ class ModelManager(Screen[str | None]):
             self.app.notify(str(exc), severity="error")
         self.action_refresh()
 
+    @on(DataTable.RowSelected)
+    def row_chosen(self) -> None:
+        self.action_use()  # the table takes Enter itself
+
     def action_use(self) -> None:
         row = self._selected()
         if row is None:
