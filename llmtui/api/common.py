@@ -6,12 +6,13 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from llmtui.config import Settings, parse_duration, parse_size
 from llmtui.errors import InvalidInput, LlmtuiError
@@ -75,6 +76,31 @@ def error_body(exc: LlmtuiError) -> dict[str, Any]:
 def error_response(exc: LlmtuiError) -> JSONResponse:
     headers = {"Retry-After": "1"} if exc.http_status == 503 else None
     return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
+
+
+def guarded(fn: Callable[[Request], Awaitable[Response]],
+            on_error: Callable[[LlmtuiError], Response]) -> Callable[[Request], Any]:
+    """A route handler that turns our errors into a response in its API's shape."""
+    async def handler(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except LlmtuiError as exc:
+            return on_error(exc)
+    handler.__doc__ = fn.__doc__  # /openapi.json reads the summaries from here
+    handler.__name__ = fn.__name__
+    return handler
+
+
+async def first_event(events: AsyncGenerator[dict[str, Any], None]) -> dict[str, Any] | None:
+    """Pull a stream's first event before answering, so that errors (missing model, prompt
+    too long) become a proper HTTP status instead of an error inside a 200 stream."""
+    try:
+        return await events.__anext__()
+    except StopAsyncIteration:
+        return None
+    except LlmtuiError:
+        await events.aclose()
+        raise
 
 
 def _depth_ok(body: bytes) -> bool:

@@ -23,6 +23,8 @@ from llmtui.api.common import (
     Limits,
     error_body,
     error_response,
+    first_event,
+    guarded,
     model_field,
     now_rfc3339,
     ns,
@@ -131,14 +133,7 @@ class OllamaAPI:
 
     @staticmethod
     def endpoint(fn: Callable[[Request], Any]) -> Callable[[Request], Any]:
-        async def handler(request: Request) -> Response:
-            try:
-                return await fn(request)
-            except LlmtuiError as exc:
-                return error_response(exc)
-        handler.__doc__ = fn.__doc__
-        handler.__name__ = fn.__name__
-        return handler
+        return guarded(fn, error_response)
 
     async def json(self, request: Request) -> dict[str, Any]:
         return await read_json(request, self.limits)
@@ -186,15 +181,7 @@ class OllamaAPI:
                                         dict[str, Any]],
                    tools: list[dict[str, Any]] | None = None) -> Response:
         events = self.engine.stream(kind, model, req, keep_alive)
-        # Pull the first event before answering, so that errors (missing model, prompt too
-        # long) become a proper HTTP status instead of an error line in a 200 stream.
-        try:
-            first = await events.__anext__()
-        except StopAsyncIteration:
-            first = None
-        except LlmtuiError:
-            await events.aclose()
-            raise
+        first = await first_event(events)
         watcher = ToolStream(tools)
         if not stream:
             parts: list[str] = []

@@ -12,14 +12,14 @@ import json
 import secrets
 import struct
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmtui.api.common import model_field
+from llmtui.api.common import first_event, guarded, model_field
 from llmtui.api.ollama import OllamaAPI, ToolStream
 from llmtui.api.validate import check_format
 from llmtui.backends.tools import check_tools, parse_tool_calls
@@ -45,6 +45,26 @@ def openai_error(exc: LlmtuiError) -> JSONResponse:
 
 def _sse(obj: Any) -> bytes:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode()
+
+
+def sse_response(events: Any, first: dict[str, Any] | None,
+                 render: Callable[[dict[str, Any]], Iterator[bytes]]) -> StreamingResponse:
+    """An SSE stream: each engine event rendered to frames, then ``[DONE]``; an error
+    mid-stream becomes a final OpenAI error frame; the engine stream is always closed."""
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            event = first
+            while event is not None:
+                for frame in render(event):
+                    yield frame
+                event = await anext(events, None)
+            yield b"data: [DONE]\n\n"
+        except LlmtuiError as exc:
+            yield _sse(openai_error_body(exc))
+        finally:
+            await events.aclose()
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
 
 
 def _finish(stats: dict[str, Any], calls: list[Any]) -> str:
@@ -84,14 +104,7 @@ class OpenAIAPI:
 
     @staticmethod
     def endpoint(fn: Any) -> Any:
-        async def handler(request: Request) -> Response:
-            try:
-                return await fn(request)
-            except LlmtuiError as exc:
-                return openai_error(exc)
-        handler.__doc__ = fn.__doc__
-        handler.__name__ = fn.__name__
-        return handler
+        return guarded(fn, openai_error)
 
     # -- models ----------------------------------------------------------------------------
 
@@ -233,7 +246,7 @@ class OpenAIAPI:
                 "usage": _usage(stats)})
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = self.engine.stream("chat", model, req, None)
-        first = await self._first(events)
+        first = await first_event(events)
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
             return {"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -241,50 +254,28 @@ class OpenAIAPI:
                     "choices": [{"index": 0, "delta": delta, "logprobs": None,
                                  "finish_reason": finish}]}
 
-        async def body() -> AsyncIterator[bytes]:
-            watcher = ToolStream(tools)
-            try:
-                yield _sse(chunk({"role": "assistant", "content": ""}))
-                event = first
-                while event is not None:
-                    if "text" in event:
-                        out = watcher.feed(event["text"])
-                        if out:
-                            yield _sse(chunk({"content": out}))
-                    else:
-                        stats = event["stats"]
-                        rest, calls = watcher.finish()
-                        if rest:
-                            yield _sse(chunk({"content": rest}))
-                        if calls:
-                            deltas = [dict(c, index=i) for i, c in
-                                      enumerate(_openai_calls(calls))]
-                            yield _sse(chunk({"tool_calls": deltas}))
-                        yield _sse(chunk({}, _finish(stats, calls)))
-                        if include_usage:
-                            yield _sse({"id": cid, "object": "chat.completion.chunk",
-                                        "created": created, "model": model, "choices": [],
-                                        "usage": _usage(stats)})
-                    event = await anext(events, None)
-                yield b"data: [DONE]\n\n"
-            except LlmtuiError as exc:
-                yield _sse(openai_error_body(exc))
-            finally:
-                await events.aclose()
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
+        watcher = ToolStream(tools)
 
-    @staticmethod
-    async def _first(events: Any) -> dict[str, Any] | None:
-        """The first event, so that errors become an HTTP status, not a broken stream."""
-        try:
-            first: dict[str, Any] = await events.__anext__()
-            return first
-        except StopAsyncIteration:
-            return None
-        except LlmtuiError:
-            await events.aclose()
-            raise
+        def render(event: dict[str, Any]) -> Iterator[bytes]:
+            if event is first:
+                yield _sse(chunk({"role": "assistant", "content": ""}))
+            if "text" in event:
+                out = watcher.feed(event["text"])
+                if out:
+                    yield _sse(chunk({"content": out}))
+                return
+            stats = event["stats"]
+            rest, calls = watcher.finish()
+            if rest:
+                yield _sse(chunk({"content": rest}))
+            if calls:
+                deltas = [dict(c, index=i) for i, c in enumerate(_openai_calls(calls))]
+                yield _sse(chunk({"tool_calls": deltas}))
+            yield _sse(chunk({}, _finish(stats, calls)))
+            if include_usage:
+                yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                            "model": model, "choices": [], "usage": _usage(stats)})
+        return sse_response(events, first, render)
 
     # -- completions -----------------------------------------------------------------------
 
@@ -315,26 +306,16 @@ class OpenAIAPI:
             return JSONResponse({**obj(text, _finish(stats, [])), "usage": _usage(stats)})
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = self.engine.stream("generate", model, req, None)
-        first = await self._first(events)
+        first = await first_event(events)
 
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                event = first
-                while event is not None:
-                    if "text" in event:
-                        yield _sse(obj(event["text"], None))
-                    else:
-                        yield _sse(obj("", _finish(event["stats"], [])))
-                        if include_usage:
-                            yield _sse({**obj("", None), "choices": [],
-                                        "usage": _usage(event["stats"])})
-                    event = await anext(events, None)
-                yield b"data: [DONE]\n\n"
-            except LlmtuiError as exc:
-                yield _sse(openai_error_body(exc))
-            finally:
-                await events.aclose()
-        return StreamingResponse(body(), media_type="text/event-stream")
+        def render(event: dict[str, Any]) -> Iterator[bytes]:
+            if "text" in event:
+                yield _sse(obj(event["text"], None))
+                return
+            yield _sse(obj("", _finish(event["stats"], [])))
+            if include_usage:
+                yield _sse({**obj("", None), "choices": [], "usage": _usage(event["stats"])})
+        return sse_response(events, first, render)
 
     # -- embeddings ------------------------------------------------------------------------
 

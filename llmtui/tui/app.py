@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.events import Key
-from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Label, ListItem, ListView, Markdown, Static, TextArea
 
@@ -169,7 +168,7 @@ class ChatCommands(Provider):
         app: ChatApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, Any, str]] = [
             (desc, partial(app.run_action, action), f"key: {key}")
-            for action, desc, key in app.actions_for_palette()]
+            for action, desc, key, _ in app.binding_rows()]
         for theme in sorted(app.available_themes):
             out.append((f"Theme: {theme}", partial(app.set_theme, theme),
                         "switch theme (remembered)"))
@@ -240,8 +239,6 @@ class ChatApp(App[None]):
         "help": "List every key",
         "quit": "Quit",
     }
-
-    status_text: reactive[str] = reactive("")
 
     def __init__(self, backend: Any, history: History, settings: Any, *,
                  model: str | None = None, attachment: tuple[str, str] | None = None,
@@ -332,17 +329,13 @@ class ChatApp(App[None]):
                         severity="warning")
         self.set_keymap({k: v for k, v in data.items() if k in ids and isinstance(v, str)})
 
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-
-    def actions_for_palette(self) -> list[tuple[str, str, str]]:
+    def binding_rows(self) -> list[tuple[str, str, str, str]]:
+        """(action, description, key as the keymap has it now, binding id) for each binding:
+        one table for the palette and the help screen."""
         keymap = getattr(self, "_keymap", {}) or {}
-        out = []
-        for b in self.BINDINGS:
-            if isinstance(b, Binding):
-                key = keymap.get(b.id, b.key) if b.id else b.key
-                out.append((b.action, self.DESCRIPTIONS.get(b.action, b.description), key))
-        return out
+        return [(b.action, self.DESCRIPTIONS.get(b.action, b.description),
+                 keymap.get(b.id, b.key) if b.id else b.key, b.id or "")
+                for b in self.BINDINGS if isinstance(b, Binding)]
 
     # -- daemon --------------------------------------------------------------------------
 
@@ -362,7 +355,6 @@ class ChatApp(App[None]):
     async def refresh_models(self) -> None:
         models = await self.backend.models()
         self.model_names = [m["name"] for m in models]
-        self.models_info = models
         self.loaded = {m["name"] for m in await self.backend.loaded()}
         if self.conv and self.conv.model and self.conv.model not in self.model_names:
             self.notify(f"'{self.conv.model}' is not installed: pull it from the model "
@@ -848,13 +840,8 @@ class ChatApp(App[None]):
         self.notify(f"theme: {self.theme}", title="Theme")
 
     def action_help(self) -> None:
-        rows = []
-        keymap = getattr(self, "_keymap", {}) or {}
-        for b in self.BINDINGS:
-            if isinstance(b, Binding):
-                key = keymap.get(b.id, b.key) if b.id else b.key
-                rows.append((key, self.DESCRIPTIONS.get(b.action, b.description), b.id or ""))
+        rows = [(key, desc, bid) for _, desc, key, bid in self.binding_rows()]
         rows += [("enter", "Send the message", "(input)"),
                  ("shift+enter, ctrl+j, alt+enter", "New line in the message", "(input)"),
                  ("ctrl+p", "Command palette: every action, theme and model", "(app)")]
-        self.push_screen(HelpScreen(rows, str(self.keymap_file)))
+        self.push_screen(HelpScreen(rows))

@@ -253,10 +253,9 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,f1,question_mark,q", "close", "Close", id="help.close")]
 
-    def __init__(self, rows: list[tuple[str, str, str]], keymap_path: str) -> None:
+    def __init__(self, rows: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.rows = rows
-        self.keymap_path = keymap_path
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog wide tall"):
