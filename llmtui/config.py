@@ -155,6 +155,10 @@ KEYS: dict[str, Key] = {
     k.name: k
     for k in [
         Key("default_model", _model_name, "smollm2:135m", "model used when none is given"),
+        Key("embed_model", _model_name, "all-minilm:l6-v2",
+            "embedding model for llm embed and new RAG collections"),
+        Key("rag_max_file_size", _size_text, "20MB",
+            "larger files are skipped by llm rag add, with a warning"),
         Key("models_dir", _path, None, "where models are stored (LLMTUI_MODELS overrides)"),
         Key("keep_alive", _duration_text, "5m", "how long a model stays loaded after use"),
         Key("max_loaded_models", _number(1, 64, integer=True), 3, "models loaded at once"),

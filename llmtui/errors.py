@@ -24,6 +24,8 @@ class ExitCode(IntEnum):
     CONTEXT_OVERFLOW = 13
     BUSY = 14
     MISSING_EXTRA = 15
+    COLLECTION_NOT_FOUND = 16
+    EMBEDDING_MISMATCH = 17
     INTERRUPTED = 130
 
 
@@ -106,6 +108,18 @@ class ContextOverflow(LlmtuiError):
 class BusyError(LlmtuiError):
     exit_code = ExitCode.BUSY
     http_status = 503
+
+
+class CollectionNotFound(LlmtuiError):
+    exit_code = ExitCode.COLLECTION_NOT_FOUND
+    http_status = 404
+
+
+class EmbeddingMismatch(LlmtuiError):
+    """A collection is queried or extended with a model other than the one it was built with."""
+
+    exit_code = ExitCode.EMBEDDING_MISMATCH
+    http_status = 409
 
 
 class MissingExtra(LlmtuiError):

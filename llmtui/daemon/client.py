@@ -16,6 +16,14 @@ from llmtui import errors
 from llmtui.config import Settings
 
 _List = list  # the clients have a .list() method, like Ollama's; keep the builtin reachable
+
+
+class _MissingExtra(errors.LlmtuiError):
+    """The daemon lacks an optional package (its message names the extra)."""
+
+    exit_code = errors.ExitCode.MISSING_EXTRA
+
+
 _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "model_not_found": errors.ModelNotFound, "invalid_input": errors.InvalidInput,
     "download_failed": errors.DownloadError, "integrity": errors.IntegrityError,
@@ -24,6 +32,8 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "generation_failed": errors.GenerationError, "config": errors.ConfigError,
     "in_use": errors.InUseError, "context_overflow": errors.ContextOverflow,
     "busy": errors.BusyError, "usage": errors.UsageError,
+    "collection_not_found": errors.CollectionNotFound,
+    "embedding_mismatch": errors.EmbeddingMismatch, "missing_extra": _MissingExtra,
 }
 
 

