@@ -361,8 +361,11 @@ class Collection:
         return hits[:k]
 
 
-_STOP = frozenset("""a an and are as at be by can do does for from has have how i if in is it
-its of on or that the this to was what when where which who why will with you your""".split())
+_STOP = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from",
+    "has", "have", "how", "i", "if", "in", "is", "it", "its", "of", "on", "or", "that",
+    "the", "this", "to", "was", "what", "when", "where", "which", "who", "why", "will",
+    "with", "you", "your"))
 
 
 def _words(text: str) -> set[str]:

@@ -40,7 +40,8 @@ def test_converted_gguf_matches_sentence_transformers(minilm_gguf: Path) -> None
         llm.close()
     assert all(len(v) == 384 for v in vectors)
     cos = _cosines(vectors)
-    assert min(cos) >= 0.99, list(zip(cos, [i["text"][:40] for i in REFERENCE["items"]]))
+    assert min(cos) >= 0.99, list(zip(cos, [i["text"][:40] for i in REFERENCE["items"]],
+                                       strict=True))
 
 
 def test_llm_embed_prints_json_lines_matching_the_reference(rag) -> None:
@@ -81,7 +82,7 @@ def test_convert_refuses_what_it_cannot_convert(tmp_path: Path) -> None:
     empty = tmp_path / "empty.zip"
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("readme.txt", "hi")
-    with pytest.raises(BadModelFile, match="no config.json"):
+    with pytest.raises(BadModelFile, match=r"no config\.json"):
         sentence_transformer_to_gguf(empty, tmp_path / "out.gguf")
     gpt = tmp_path / "gpt"
     gpt.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def test_long_sections_split_with_overlap() -> None:
     chunks = chunk_blocks(blocks_of("long.md", text)[0], max_chars=500, overlap=100)
     assert len(chunks) > 10
     assert all(len(c.text) <= 620 for c in chunks)
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         head = b.text.split(".")[0]
         assert head in a.text  # the next chunk starts with the end of the previous one
     joined = " ".join(c.text for c in chunks)
