@@ -321,12 +321,12 @@ class Collection:
         cols = ["id", "source", "name", "hash", "page", "line", "end_line", "heading",
                 "anchors", "text", "vector"]
         vec_rows = (table.search(vector, vector_column_name="vector").metric("cosine")
-                    .limit(n * 2).select(cols).to_list())
+                    .limit(n * 2).select([*cols, "_distance"]).to_list())
         kw_rows: list[dict[str, Any]] = []
         if query.strip():
             with contextlib.suppress(Exception):  # no FTS index yet, or an odd query
                 kw_rows = (table.search(_fts_query(query), query_type="fts").limit(n * 2)
-                           .select(cols).to_list())
+                           .select([*cols, "_score"]).to_list())
 
         def current(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [r for r in rows if owned.get(r["source"]) == r["hash"]][:n]

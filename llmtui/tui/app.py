@@ -255,6 +255,8 @@ class ChatApp(App[None]):
         self.conv: Conversation | None = None
         self.open_conversation = conversation
         self.pending: list[dict[str, Any]] = []
+        #: RAG collection answering each conversation ("" for one not saved yet): /rag NAME
+        self.rag: dict[str, str] = {}
         if attachment is not None:
             self.pending.append({"name": attachment[0], "text": attachment[1]})
         self.model_names: list[str] = []
@@ -380,8 +382,10 @@ class ChatApp(App[None]):
             or self.defaults.get("num_ctx")
         used = f"{self.last_usage}/{ctx}" if ctx else f"{self.last_usage}"
         state = "generating…" if self.generating else self.daemon_state
-        text = (f"{mark} {model} │ context {used} tokens │ daemon {state} │ "
-                "F1 help · Ctrl+P commands")
+        rag = self.rag.get(self.conv.id if self.conv else "")
+        text = (f"{mark} {model} │ context {used} tokens │ "
+                + (f"rag {rag} │ " if rag else "")
+                + f"daemon {state} │ F1 help · Ctrl+P commands")
         with contextlib.suppress(NoMatches):  # a worker finishing during shutdown
             self.main.query_one("#status", Static).update(text)
 
@@ -471,11 +475,44 @@ class ChatApp(App[None]):
             self.notify("a reply is still being written (Esc stops it)", severity="warning")
             return
         area.clear()
+        if text == "/rag" or text.startswith("/rag "):
+            self.attach_rag(text[4:].strip())
+            return
         self.send(text)
+
+    @work(group="rag")
+    async def attach_rag(self, name: str) -> None:
+        """`/rag NAME` answers this conversation from a collection; `/rag off` stops."""
+        key = self.conv.id if self.conv else ""
+        if not name:
+            current = self.rag.get(key)
+            self.notify(f"answering from '{current}' (/rag off to stop)" if current
+                        else "usage: /rag NAME (see `llm rag ls`); /rag off", title="RAG")
+            return
+        if name in ("off", "none"):
+            self.rag.pop(key, None)
+            self.notify("no longer answering from a collection", title="RAG")
+            self.update_status()
+            return
+        try:
+            from llmtui.rag.index import check_name
+
+            info = await self.backend.rag_collection(check_name(name))
+        except LlmtuiError as exc:
+            self.notify(str(exc), title="RAG", severity="error")
+            return
+        self.rag[key] = name
+        self.notify(f"answering from '{name}': {len(info.get('files') or [])} files, "
+                    f"{info.get('chunks', 0)} chunks; replies cite their sources",
+                    title="RAG")
+        self.update_status()
 
     @work(exclusive=True, group="chat")
     async def send(self, text: str) -> None:
+        unsaved = self.rag.pop("", None) if self.conv and not self.conv.id else None
         conv = self._ensure_saved(text or self.pending[0]["name"])
+        if unsaved:
+            self.rag[conv.id] = unsaved
         user = Message(role="user", content=text, attachments=self.pending)
         self.pending = []
         self._show_attachments()
@@ -528,8 +565,19 @@ class ChatApp(App[None]):
         self.generating = True
         self.update_status()
         last_save = time.monotonic()
+        collection = self.rag.get(conv.id)
+        chunks: list[dict[str, Any]] = []
+        if collection:
+            question = request[-1]["content"]
+            parts = self.backend.rag_chat(collection, conv.model, question,
+                                          [m for m in request[:-1] if m["role"] != "system"],
+                                          self._options())
+        else:
+            parts = self.backend.chat(conv.model, request, self._options())
         try:
-            async for part in self.backend.chat(conv.model, request, self._options()):
+            async for part in parts:
+                if "chunks" in part:
+                    chunks = part["chunks"]
                 piece = (part.get("message") or {}).get("content") or ""
                 if piece:
                     msg.content += piece
@@ -542,6 +590,11 @@ class ChatApp(App[None]):
                 if part.get("done"):
                     msg.stats = {k: v for k, v in part.items()
                                  if k.endswith(("_count", "_duration")) or k == "done_reason"}
+            if chunks:  # the citations stay with the reply, in the history too
+                footer = "\n\n**Sources:** " + " · ".join(
+                    f"[{i}] `{c['citation']}`" for i, c in enumerate(chunks, 1))
+                msg.content += footer
+                await stream.write(footer)
             msg.partial = False
             self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
                 msg.stats.get("eval_count") or 0)

@@ -20,6 +20,10 @@ class ChatBackend(Protocol):
     def chat(self, model: str, messages: list[dict[str, Any]],
              options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
     def pull(self, model: str) -> AsyncIterator[dict[str, Any]]: ...
+    async def rag_collection(self, name: str) -> dict[str, Any]: ...
+    def rag_chat(self, collection: str, model: str, question: str,
+                 history: list[dict[str, Any]],
+                 options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
     async def delete(self, model: str) -> None: ...
     async def unload(self, model: str) -> bool: ...
 
@@ -61,6 +65,20 @@ class DaemonBackend:
                    options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         await self._revive()
         async for part in self.client.chat(model, messages, options=options):
+            yield part
+
+    async def rag_collection(self, name: str) -> dict[str, Any]:
+        await self._revive()
+        return dict(await self.client.request("GET", f"/api/x/rag/{name}"))
+
+    async def rag_chat(self, collection: str, model: str, question: str,
+                       history: list[dict[str, Any]],
+                       options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """An answer grounded in a collection: the first part carries the chunks."""
+        await self._revive()
+        body = {"query": question, "answer": True, "model": model, "messages": history,
+                "options": options}
+        async for part in self.client.stream(f"/api/x/rag/{collection}/query", body):
             yield part
 
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:

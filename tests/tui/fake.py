@@ -52,6 +52,17 @@ class FakeBackend:
                "done_reason": "stop", "prompt_eval_count": 20, "eval_count": 30,
                "eval_duration": 500_000_000, "first_token_duration": 40_000_000}
 
+    async def rag_collection(self, name: str) -> dict[str, Any]:
+        return {"name": name, "files": [], "chunks": 0}
+
+    async def rag_chat(self, collection: str, model: str, question: str,
+                       history: list[dict[str, Any]],
+                       options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        yield {"chunks": [{"citation": "notes.md:1"}], "done": False}
+        async for part in self.chat(model, [*history, {"role": "user", "content": question}],
+                                    options):
+            yield part
+
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
         yield {"status": "pulling manifest"}
         yield {"status": "success"}
