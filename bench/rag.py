@@ -155,6 +155,7 @@ def main() -> None:
     # 3. hit rate@5 through the API (what `llm rag query --no-answer` does)
     from llmtui.config import Settings
     from llmtui.daemon.client import Client
+    from llmtui.rag.answer import MIN_SIMILARITY
 
     client = Client(settings=Settings.load())
     hits, best_sims = 0, []
@@ -173,7 +174,7 @@ def main() -> None:
     print(f"3. hit rate@5: {hits}/{len(questions)} = {hits / len(questions):.3f}; best-chunk "
           f"similarity: answerable median {statistics.median(best_sims):.2f} "
           f"(min {min(best_sims):.2f}), unanswerable median {statistics.median(un):.2f} "
-          f"(max {max(un):.2f}); the default cut-off is 0.30")
+          f"(max {max(un):.2f}); the default cut-off is {MIN_SIMILARITY}")
     if misses:
         print("   missed, e.g.: " + "; ".join(misses[:3]))
 

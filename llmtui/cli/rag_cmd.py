@@ -278,7 +278,7 @@ def query(
                                    help="Print the retrieved chunks as JSON; no model."),
     model: str | None = typer.Option(None, "--model", "-m", help="Chat model for the answer."),
     min_similarity: float | None = typer.Option(
-        None, "--min-similarity", help="Drop chunks less similar than this (default 0.3)."),
+        None, "--min-similarity", help="Drop chunks less similar than this (default 0.35)."),
 ) -> None:
     """Answer a question from a collection, citing file:page or file:line."""
     from llmtui.cli.session import connect
