@@ -279,6 +279,8 @@ def query(
     model: str | None = typer.Option(None, "--model", "-m", help="Chat model for the answer."),
     min_similarity: float | None = typer.Option(
         None, "--min-similarity", help="Drop chunks less similar than this (default 0.35)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", "-n",
+                                          help="Stop the answer after this many tokens."),
 ) -> None:
     """Answer a question from a collection, citing file:page or file:line."""
     from llmtui.cli.session import connect
@@ -298,7 +300,12 @@ def query(
             if data["nothing_relevant"]:
                 info(f"nothing in '{collection}' is relevant to that question")
             return
-        answer(client, collection, q, k=k, model=model, min_similarity=min_similarity)
+        from llmtui.cli.gen_cmd import build_options
+
+        opts = build_options(model, None, None, None, max_tokens, None, None, False, True,
+                             False)
+        answer(client, collection, q, k=k, model=opts.model, min_similarity=min_similarity,
+               options=opts.options)
 
 
 def watch(
