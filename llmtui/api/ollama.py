@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -431,8 +432,13 @@ class OllamaAPI:
         })
 
     def _progress_stream(self, stream: bool,
-                         work: Callable[[Callable[[dict[str, Any]], None]], Any]) -> Any:
-        """Run blocking store work in a thread, reporting Ollama-style status lines."""
+                         work: Callable[[Callable[[dict[str, Any]], None]], Any],
+                         gone: threading.Event | None = None) -> Any:
+        """Run blocking work in a thread, reporting Ollama-style status lines.
+
+        A dict the work returns is added to the final "success" line; ``gone`` is set
+        when a streaming client leaves early, for work that can stop between steps.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         last: dict[str, float] = {}
@@ -448,8 +454,9 @@ class OllamaAPI:
 
         async def run() -> None:
             try:
-                await asyncio.to_thread(work, on_event)
-                await queue.put({"status": "success"})
+                result = await asyncio.to_thread(work, on_event)
+                await queue.put({"status": "success",
+                                 **(result if isinstance(result, dict) else {})})
             except LlmtuiError as exc:
                 await queue.put(error_body(exc))
             finally:
@@ -462,17 +469,19 @@ class OllamaAPI:
             while (event := await queue.get()) is not None:
                 final = event
             await task
-            if "error" in final:
-                return JSONResponse(final, status_code=500)
-            return JSONResponse({"status": "success"})
+            return JSONResponse(final, status_code=500 if "error" in final else 200)
 
         if not stream:
             return collect()
 
         async def body() -> AsyncIterator[bytes]:
-            while (event := await queue.get()) is not None:
-                yield self._line(event)
-            await task
+            try:
+                while (event := await queue.get()) is not None:
+                    yield self._line(event)
+                await task
+            finally:
+                if gone is not None:
+                    gone.set()
 
         async def streaming() -> Response:
             return StreamingResponse(body(), media_type=NDJSON)

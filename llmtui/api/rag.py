@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
@@ -32,7 +34,7 @@ from llmtui.models.names import ModelName
 from llmtui.rag.answer import MIN_SIMILARITY, messages_for, nothing_found, relevant
 from llmtui.rag.extract import kind_of
 from llmtui.rag.index import Collection, Collections, check_name
-from llmtui.rag.ingest import Cancelled, Document, collect, ingest
+from llmtui.rag.ingest import Document, collect, ingest
 
 MAX_K = 50
 
@@ -114,8 +116,6 @@ class RagAPI:
                 data = self.o.text(item["text"], "text").encode("utf-8")
             else:
                 raise InvalidInput(f"document {name!r} needs 'text' or 'data'")
-            from pathlib import Path
-
             kind = kind_of(Path(name)) or "text"
             docs.append(Document(source=f"doc:{name}", name=name, kind=kind, data=data))
         return docs
@@ -146,60 +146,23 @@ class RagAPI:
         cwd = data.get("cwd") if isinstance(data.get("cwd"), str) else None
         docs = await asyncio.to_thread(collect, paths, skipped, cwd) + docs
         loop = asyncio.get_running_loop()
-        gone = False
+        gone = threading.Event()
 
         def embed(texts: list[str]) -> list[list[float]]:
             fut = asyncio.run_coroutine_threadsafe(
                 self.engine.embed(model, texts, keep_alive=data.get("keep_alive")), loop)
             return list(fut.result()["embeddings"])
 
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        last = [0.0]
-
-        def on_event(event: dict[str, Any]) -> None:
-            now = time.monotonic()
-            partial = event.get("total") and event.get("completed") != event.get("total")
-            if partial and now - last[0] < 0.1:
-                return
-            last[0] = now
-            loop.call_soon_threadsafe(queue.put_nowait, dict(event))
-
-        async def run() -> None:
+        def work(on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
             try:
-                summary = await asyncio.to_thread(
-                    ingest, self.colls, name, model, docs, embed, on_event=on_event,
-                    cancelled=lambda: gone, max_size=max_size, prune=prune_roots,
-                    skipped=skipped)
+                return ingest(self.colls, name, model, docs, embed, on_event=on_event,
+                              cancelled=gone.is_set, max_size=max_size, prune=prune_roots,
+                              skipped=skipped)
+            finally:
                 self._open.pop(name, None)
-                await queue.put({"status": "success", **summary})
-            except Cancelled:
-                pass
-            except LlmtuiError as exc:
-                await queue.put(error_body(exc))
-            finally:
-                await queue.put(None)
 
-        task = asyncio.create_task(run())
-
-        async def body() -> AsyncIterator[bytes]:
-            nonlocal gone
-            try:
-                while (event := await queue.get()) is not None:
-                    yield self.o._line(event)
-                await task
-            finally:
-                gone = True  # the client left early: stop between batches
-
-        if data.get("stream", True) is False:
-            final: dict[str, Any] = {}
-            events = []
-            while (event := await queue.get()) is not None:
-                events.append(event)
-                final = event
-            await task
-            status = 500 if "error" in final else 200
-            return JSONResponse({**final, "events": events[:-1][-1000:]}, status_code=status)
-        return StreamingResponse(body(), media_type=NDJSON)
+        return await self.o._progress_stream(data.get("stream", True) is not False, work,
+                                             gone)
 
     # -- query -------------------------------------------------------------------------------
 

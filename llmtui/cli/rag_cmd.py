@@ -7,6 +7,7 @@ warm); this side sends absolute paths, renders progress on stderr and prints res
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sys
@@ -347,20 +348,13 @@ def _snapshot(root: Path) -> dict[str, tuple[float, int]]:
     if root.is_file():
         st = root.stat()
         return {str(root): (st.st_mtime, st.st_size)}
-    from llmtui.rag.ingest import _SKIP_DIRS
+    from llmtui.rag.ingest import walk
 
     out: dict[str, tuple[float, int]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS]
-        for fname in filenames:
-            if fname.startswith("."):
-                continue
-            full = os.path.join(dirpath, fname)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            out[full] = (st.st_mtime, st.st_size)
+    for full in walk(root):
+        with contextlib.suppress(OSError):  # deleted between the walk and the stat
+            st = full.stat()
+            out[str(full)] = (st.st_mtime, st.st_size)
     return out
 
 

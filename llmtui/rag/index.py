@@ -315,7 +315,6 @@ class Collection:
         table = self.table()
         if table is None or not self.meta.files:
             return []
-        self.reload()
         owned = {s: e.hash for s, e in self.meta.files.items()}
         n = pool or max(4 * k, 20)
         cols = ["id", "source", "name", "hash", "page", "line", "end_line", "heading",

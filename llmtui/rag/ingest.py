@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +70,19 @@ def collect(paths: list[str], skipped: list[tuple[str, str]],
         if not path.is_dir():
             skipped.append((raw, "not a regular file"))
             continue
-        for dirpath, dirnames, filenames in os.walk(path):
-            dirnames[:] = sorted(d for d in dirnames
-                                 if not d.startswith(".") and d not in _SKIP_DIRS)
-            for fname in sorted(filenames):
-                if fname.startswith("."):
-                    continue
-                full = Path(dirpath) / fname
-                if full.is_file():
-                    add(full, _shown(full, base))
+        for full in walk(path):
+            add(full, _shown(full, base))
     return docs
+
+
+def walk(root: Path) -> Iterator[Path]:
+    """Files under a folder, in order, skipping hidden ones and dependency/build folders."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _SKIP_DIRS)
+        for fname in sorted(filenames):
+            full = Path(dirpath) / fname
+            if not fname.startswith(".") and full.is_file():
+                yield full
 
 
 def _shown(path: Path, base: Path) -> str:
