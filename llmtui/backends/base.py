@@ -2,6 +2,19 @@
 
 Backends register through the ``llmtui.backends`` entry-point group; the built-in
 llama.cpp backend is registered the same way as a third-party one would be.
+
+A backend runs inside a worker process (llmtui.engine.worker). It must have ``formats``,
+``load`` and ``close``; then either
+
+* the serial methods the worker calls one request at a time: ``generate``/``chat``
+  (text through ``emit``, returning :class:`GenStats`), ``embed``, ``tokenize``, and for
+  any other operation ``op_<name>(msg, reply, cancelled)`` answering through a
+  :class:`Reply`; or
+* ``submit(op, msg, reply, cancelled) -> bool`` to take requests as they arrive and run
+  them concurrently (return False to leave one to the serial path).
+
+``load`` returns facts about the loaded model; ``slots`` (how many requests it runs at
+once) is the one the manager acts on.
 """
 
 from __future__ import annotations
@@ -16,6 +29,16 @@ from llmtui.errors import LlmtuiError
 
 #: Called with each piece of generated text as it is produced.
 Emit = Callable[[str], None]
+
+
+class Reply(Protocol):
+    """Where a request's results go: any number of chunks, then one done or error."""
+
+    def chunk(self, **fields: Any) -> None: ...
+
+    def done(self, **fields: Any) -> None: ...
+
+    def error(self, exc: BaseException) -> None: ...
 
 
 @dataclass

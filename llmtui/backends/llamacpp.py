@@ -61,7 +61,10 @@ class LlamaCppBackend:
 
     def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]:
         llama_cpp = require("llama_cpp", "llama", "Running GGUF models")
-        supports_gpu = bool(llama_cpp.llama_supports_gpu_offload())  # type: ignore[attr-defined]
+        from llmtui.backends.ggml_devices import has_gpu
+
+        # Not llama_supports_gpu_offload(): it is also true for a CPU build with RPC.
+        supports_gpu = has_gpu()
         gpu_layers = int(options.get("num_gpu", -1))
         if not supports_gpu:
             gpu_layers = 0

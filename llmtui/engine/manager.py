@@ -278,35 +278,63 @@ class EngineManager:
         self.metrics.requests += 1
         load_seconds = runner.load_seconds if runner.fresh else 0.0
         runner.fresh = False
-        req_id = None
-        finished = False
-        try:
-            req_id, queue = await runner.process.request({"op": kind, "request": request})
-            started = time.perf_counter()
-            first = True
-            while True:
-                msg = await queue.get()
-                kind_ = msg.get("type")
-                if kind_ == "chunk":
+        started = time.perf_counter()
+        first = True
+        exchange = self._exchange(runner, {"op": kind, "request": request}, keep_alive)
+        async with contextlib.aclosing(exchange) as replies:
+            async for msg in replies:
+                if msg.get("type") == "chunk":
                     if first:
                         self.metrics.observe_ttft(time.perf_counter() - started)
                         first = False
-                    yield {"text": msg["text"]}
-                elif kind_ == "done":
-                    finished = True
+                    yield {k: v for k, v in msg.items() if k not in ("type", "id")}
+                else:
                     stats = dict(msg.get("stats") or {})
                     stats["load_seconds"] = load_seconds
                     stats["queue_seconds"] = started - queued_at - load_seconds
                     stats["total_seconds"] = time.perf_counter() - queued_at
                     self.metrics.prompt_tokens += int(stats.get("prompt_tokens") or 0)
                     self.metrics.completion_tokens += int(stats.get("completion_tokens") or 0)
-                    self.metrics.completion_seconds += float(
-                        stats.get("completion_seconds") or 0.0)
+                    self.metrics.completion_seconds += float(stats.get("completion_seconds") or 0.0)
                     yield {"done": True, "stats": stats}
+
+    async def run(self, model: str, op: str, payload: dict[str, Any],
+                  keep_alive: Any = None) -> AsyncGenerator[dict[str, Any], None]:
+        """Run any operation the model's backend offers (``op_<name>`` in the worker):
+        yields its chunk frames, then its done frame. Closing early cancels it."""
+        if keep_alive is not None:
+            parse_keep_alive(keep_alive)
+        runner = await self._runner(model, {})
+        await self._acquire(runner)
+        self.metrics.requests += 1
+        async with contextlib.aclosing(
+                self._exchange(runner, {**payload, "op": op}, keep_alive)) as replies:
+            async for msg in replies:
+                yield msg
+
+    async def _exchange(self, runner: Runner, msg: dict[str, Any],
+                        keep_alive: Any) -> AsyncGenerator[dict[str, Any], None]:
+        """Send one request to an acquired runner; yield its chunks (merged when several
+        are waiting: a slow reader gets fewer, larger pieces) and its done frame; raise
+        its error. Always releases the slot; leaving early cancels the request."""
+        req_id = None
+        finished = False
+        try:
+            req_id, queue = await runner.process.request(msg)
+            while True:
+                reply = await queue.get()
+                kind = reply.get("type")
+                if kind == "chunk":
+                    while not queue.empty() and _mergeable(reply, queue):
+                        reply = _merge(reply, queue.get_nowait())
+                    yield reply
+                elif kind == "done":
+                    finished = True
+                    yield reply
                     return
                 else:
                     finished = True
-                    raise error_from(msg)
+                    raise error_from(reply)
         finally:
             # No awaits here: this runs when a client disconnects, inside a cancelled
             # scope; follow-up work goes to background tasks so it cannot be cut short.
@@ -330,17 +358,11 @@ class EngineManager:
 
     async def _simple(self, runner: Runner, msg: dict[str, Any], keep_alive: Any) -> dict[str, Any]:
         await self._acquire(runner)
-        req_id = None
-        try:
-            req_id, queue = await runner.process.request(msg)
-            reply = await queue.get()
-            if reply.get("type") != "done":
-                raise error_from(reply)
-            return reply
-        finally:
-            if req_id is not None:
-                runner.process.release(req_id)
-            self._finish(runner, keep_alive)
+        last: dict[str, Any] = {}
+        async with contextlib.aclosing(self._exchange(runner, msg, keep_alive)) as replies:
+            async for reply in replies:
+                last = reply
+        return last
 
     def _finish(self, runner: Runner, keep_alive: Any) -> None:
         runner.active -= 1
@@ -384,6 +406,26 @@ class EngineManager:
                 "waiting": runner.waiting, "manifest": runner.manifest,
             })
         return out
+
+
+_TEXT_FIELDS = ("text", "thinking")
+
+
+def _mergeable(reply: dict[str, Any], queue: Any) -> bool:
+    """Whether the next waiting frame is a plain text chunk that can join this one."""
+    nxt = queue._queue[0]  # asyncio.Queue keeps its items in a deque
+    keys = {"type", "id", *_TEXT_FIELDS, "logprobs"}
+    return bool(nxt.get("type") == "chunk" and set(nxt) <= keys and set(reply) <= keys)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key in _TEXT_FIELDS:
+        if key in b:
+            out[key] = out.get(key, "") + b[key]
+    if "logprobs" in b:
+        out["logprobs"] = [*out.get("logprobs", []), *b["logprobs"]]
+    return out
 
 
 def with_model_defaults(manifest: Manifest, kind: str, request: dict[str, Any]) -> dict[str, Any]:
