@@ -23,9 +23,12 @@ LLAMA_CMAKE_ARGS ?= -DGGML_RPC=ON
 LLAMA_FLAVOR ?= native-rpc
 endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
+# llama.cpp's own tools (llama-server, llama-batched-bench) from the same vendored source,
+# built once for the benchmarks (never by `make test`).
+TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
-.PHONY: setup sysdeps models run test lint bench clean
+.PHONY: setup sysdeps models run test lint bench bench-tools clean
 
 setup: $(STAMP)
 
@@ -69,8 +72,12 @@ lint: $(STAMP)
 test: setup sysdeps models lint
 	$(BIN)/python -m pytest -q
 
-bench: setup models
+bench-tools: $(STAMP)
+	PYTHON=$(BIN)/python bench/build_tools.sh $(LLAMA_VERSION) $(TOOLS_DIR) "$(LLAMA_CMAKE_ARGS)"
+
+bench: setup models bench-tools
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
