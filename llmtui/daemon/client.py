@@ -166,9 +166,22 @@ class Client(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _reconnect(self, exc: Exception) -> None:
+        """The daemon is gone (stopped, restarted, idle-exited): on the Unix socket, start
+        or find it again once; over TCP there is nothing to start."""
+        if self.host:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        self.close()
+        if self.autostart:
+            self.socket = None  # found again (or started) by _socket_path
+
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            resp = self._http().request(method, path, json=body)
+            try:
+                resp = self._http().request(method, path, json=body)
+            except httpx.ConnectError as exc:
+                self._reconnect(exc)
+                resp = self._http().request(method, path, json=body)
         except httpx.ConnectError as exc:
             raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
         except httpx.TransportError as exc:
@@ -179,21 +192,26 @@ class Client(_Base):
 
     def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
         """POST and yield NDJSON objects; closing the iterator cancels on the daemon."""
-        try:
-            with self._http().stream("POST", path, json=body) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_error(_decode(resp), resp.status_code)
-                for line in resp.iter_lines():
-                    if not line.strip():
-                        continue
-                    data = json.loads(line)
-                    raise_for_error(data)
-                    yield data
-        except httpx.ConnectError as exc:
-            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
-        except httpx.TransportError as exc:
-            raise _lost(exc) from None
+        for attempt in (0, 1):
+            try:
+                with self._http().stream("POST", path, json=body) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise_for_error(_decode(resp), resp.status_code)
+                    for line in resp.iter_lines():
+                        if not line.strip():
+                            continue
+                        data = json.loads(line)
+                        raise_for_error(data)
+                        yield data
+                return
+            except httpx.ConnectError as exc:  # only before anything was sent or read
+                if attempt == 0:
+                    self._reconnect(exc)
+                    continue
+                raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+            except httpx.TransportError as exc:
+                raise _lost(exc) from None
 
     # -- generation ----------------------------------------------------------------------------
 
