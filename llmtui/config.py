@@ -130,6 +130,16 @@ def _size_text(value: object) -> str | int:
     return value if isinstance(value, int) else str(value)
 
 
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got '{value}'")
+        return text
+
+    return check
+
+
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -177,6 +187,17 @@ KEYS: dict[str, Key] = {
         Key("context_length", _number(0, 10_000_000, integer=True), 4096,
             "context window for loaded models (0: the model's own)"),
         Key("threads", _number(0, 1024, integer=True), 0, "CPU threads (0: automatic)"),
+        Key("num_parallel", _number(1, 64, integer=True), 4,
+            "requests one loaded model serves at once (parallel slots, each with its own "
+            "context; fewer when memory is short; LLMTUI_NUM_PARALLEL / OLLAMA_NUM_PARALLEL)"),
+        Key("flash_attention", _choice("auto", "on", "off"), "auto",
+            "llama.cpp flash attention (auto: where the device supports it)"),
+        Key("kv_cache_type", _choice("auto", "f16", "bf16", "q8_0", "q4_0"), "auto",
+            "KV cache precision (auto: keys f16, values bf16, so a sequence's numbers never "
+            "depend on batching; q8_0/q4_0 save memory; OLLAMA_KV_CACHE_TYPE overrides)"),
+        Key("prompt_cache_size", _size_text, "2GB",
+            "disk space for saved prompt states (long prompts restored after an unload or a "
+            "restart instead of evaluated again; 0: off)"),
         Key("gpu_layers", _number(-1, 100000, integer=True), -1,
             "layers offloaded to the GPU (-1: all, when the build supports it)"),
         Key("host", _text, None, "TCP address the daemon listens on (off when unset)"),

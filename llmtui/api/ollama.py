@@ -61,6 +61,9 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
         "eval_duration": ns(stats.get("completion_seconds")),
         "first_token_duration": ns(stats.get("first_token_seconds")),
     }
+    if stats.get("cached_tokens"):
+        # Ollama's field: prompt tokens read from the cache (prompt_eval_count counts all).
+        out["prompt_eval_cached_count"] = int(stats["cached_tokens"])
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
     return out
@@ -396,6 +399,8 @@ class OllamaAPI:
                 "size_vram": item["size_vram"], "context_length": item["context_length"],
                 "pid": item["pid"], "gpu_layers": item["gpu_layers"],
                 "embedding": item["key"].endswith("#embed"),
+                # ours: parallel slots, each with context_length tokens; requests running
+                "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
             })
         return JSONResponse({"models": models})
 

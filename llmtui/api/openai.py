@@ -73,10 +73,13 @@ def _finish(stats: dict[str, Any], calls: list[Any]) -> str:
     return "length" if stats.get("done_reason") == "length" else "stop"
 
 
-def _usage(stats: dict[str, Any]) -> dict[str, int]:
+def _usage(stats: dict[str, Any]) -> dict[str, Any]:
     p = int(stats.get("prompt_tokens") or 0)
     c = int(stats.get("completion_tokens") or 0)
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if stats.get("cached_tokens"):
+        usage["prompt_tokens_details"] = {"cached_tokens": int(stats["cached_tokens"])}
+    return usage
 
 
 def _openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

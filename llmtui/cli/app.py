@@ -12,6 +12,7 @@ import typer
 
 from llmtui import __version__
 from llmtui.cli import (
+    cache_cmd,
     chat_cmd,
     completion_cmd,
     config_cmd,
@@ -42,6 +43,7 @@ rag_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 def _version(value: bool) -> None:

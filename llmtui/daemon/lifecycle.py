@@ -128,7 +128,7 @@ def _log_tail(path: Path) -> str:
     return lines[-1][:300] if lines else "no log output"
 
 
-def stop_daemon(settings: Settings, timeout: float = 15.0) -> bool:
+def stop_daemon(settings: Settings, timeout: float = 36.0) -> bool:
     """Ask the daemon to exit (it unloads its models); SIGTERM, then SIGKILL if it hangs."""
     import httpx
 
