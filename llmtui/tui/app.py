@@ -123,7 +123,8 @@ class ChatApp(App[None]):
         self.daemon_state = "starting"
         self.context_length: int | None = None
         self.last_usage = 0
-        self.generating = False
+        self.generating = False  # a reply is being written (its message exists)
+        self.sending = False  # Enter was pressed; the reply has not begun yet
         self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
         self._load_themes()
 
@@ -302,13 +303,14 @@ class ChatApp(App[None]):
         text = area.text.strip()
         if not text and not self.pending:
             return
-        if self.generating:
+        if self.generating or self.sending:
             self.notify("a reply is still being written (Esc stops it)", severity="warning")
             return
         area.clear()
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
             return
+        self.sending = True  # now, not when the worker starts: a second Enter must wait
         self.send(text)
 
     @work(group="rag")
@@ -349,9 +351,12 @@ class ChatApp(App[None]):
         self._show_attachments()
         self.history.add(conv.id, user)
         conv.messages.append(user)
-        await self.refresh_sidebar()
-        await self.main.query_one(ChatLog).add(MessageView(user))
-        await self.reply()
+        try:
+            await self.refresh_sidebar()
+            await self.main.query_one(ChatLog).add(MessageView(user))
+            await self.reply()
+        finally:
+            self.sending = False
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
@@ -379,12 +384,12 @@ class ChatApp(App[None]):
         assert conv is not None and conv.id
         request = self._request_messages()
         msg = Message(role="assistant", content="", model=conv.model, partial=True)
+        self.generating = True  # before the first await: the reply exists from here on
         self.history.add(conv.id, msg)
         conv.messages.append(msg)
         view = MessageView(msg, live=True)
         log = self.main.query_one(ChatLog)
         await log.add(view)
-        self.generating = True
         self.update_status()
         last_save = time.monotonic()
         collection = self.rag.get(conv.id)

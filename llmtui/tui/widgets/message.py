@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Label, Markdown
 
 from llmtui.history import Message
@@ -53,7 +55,8 @@ class MessageView(Vertical):
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        self.refresh_stats()
+        with contextlib.suppress(NoMatches):  # the app is closing: the view's parts are gone
+            self.refresh_stats()
 
     def refresh_stats(self) -> None:
         self.live = False
