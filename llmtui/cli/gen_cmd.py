@@ -38,8 +38,8 @@ def run(
 ) -> None:
     """Run a prompt (one-shot with a prompt or stdin) or an interactive session."""
     words = list(args or [])
-    if model is None and words and _is_model(words[0]):
-        model = words.pop(0)
+    if model is None and words:
+        model = model_word(words)
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)
     if keep_alive is not None:
@@ -59,21 +59,25 @@ def run(
     repl(opts)
 
 
-def _is_model(word: str) -> bool:
-    """Is the first word a model name (installed or in the catalog) rather than prompt text?"""
+def model_word(words: list[str]) -> str | None:
+    """Take the first word as the model when it looks like one (Ollama's `run MODEL ...`);
+    one that looks like a model but is not installed is an error, not prompt text."""
     from llmtui.config import Settings
-    from llmtui.errors import LlmtuiError
-    from llmtui.models.names import ModelName
-
-    try:
-        name = ModelName.parse(word)
-    except LlmtuiError:
-        return False
-    if Settings.load().store().exists(name):
-        return True
     from llmtui.models.catalog import load_catalog
+    from llmtui.models.names import ModelName
+    from llmtui.models.suggest import looks_like_model, not_found
 
-    return str(name) in load_catalog() or (":" in word and " " not in word)
+    word = words[0]
+    store = Settings.load().store()
+    installed = [m.name for m in store.models()]
+    catalog = list(load_catalog())
+    if not looks_like_model(word, installed, catalog, more_words=len(words) > 1):
+        return None
+    name = str(ModelName.parse(word))
+    if name not in installed and name not in catalog:
+        raise not_found(word, installed, catalog, prompt=" ".join(words))
+    words.pop(0)
+    return name
 
 
 LENGTHS = {"short": "in two or three sentences", "medium": "in one paragraph",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any
 
 from textual.app import ComposeResult
@@ -12,6 +11,9 @@ from textual.css.query import NoMatches
 from textual.widgets import Label, Markdown
 
 from llmtui.history import Message
+from llmtui.markdown import code_blocks
+
+__all__ = ["MessageView", "code_blocks", "stats_line"]
 
 
 class MessageView(Vertical):
@@ -82,8 +84,3 @@ def stats_line(m: Message, live: bool = False) -> str:
     tps = tokens / secs if secs > 0 else 0.0
     ttft = (s.get("first_token_duration") or 0) / 1e6
     return f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
-
-
-def code_blocks(text: str) -> list[str]:
-    """The fenced code blocks of a Markdown text, in order."""
-    return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", text, re.S)]
