@@ -63,7 +63,7 @@ run: setup
 	$(BIN)/llm chat smollm2:135m
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmtui tests bench
+	$(BIN)/ruff check llmtui tests bench examples
 	$(BIN)/mypy
 
 test: setup sysdeps models lint

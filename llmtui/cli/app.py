@@ -20,6 +20,7 @@ from llmtui.cli import (
     history_cmd,
     logs_cmd,
     models_cmd,
+    plugins_cmd,
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
@@ -45,6 +46,7 @@ runtime_cmd.register(app)
 rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
+plugins_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
@@ -101,8 +103,10 @@ def _help(args: list[str]) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one-line errors on stderr, distinct exit codes, 130 on Ctrl-C."""
     try:
+        from llmtui.cli.plugins_cmd import add_plugin_commands
         from llmtui.cli.router import command_names, route
 
+        add_plugin_commands(app)
         args = route(list(sys.argv[1:] if argv is None else argv), command_names(app))
         if args in (["--help"], ["-h"]):
             _help(args)
