@@ -25,7 +25,7 @@ endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
-.PHONY: setup sysdeps models run test lint bench clean
+.PHONY: setup sysdeps models run test lint bench man clean
 
 setup: $(STAMP)
 
@@ -71,6 +71,10 @@ test: setup sysdeps models lint
 
 bench: setup models
 	$(BIN)/python bench/run.py
+
+# The man page, from the command tree (a test says when it is out of date).
+man: $(STAMP)
+	$(BIN)/python -m llmtui.cli.manpage > man/llm.1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
