@@ -77,7 +77,10 @@ def prompt(
     from llmtui.history import History
 
     extra = dict(parse_option(o) for o in option or [])
-    text = compose(read_stdin(), " ".join(words or []))
+    stdin = read_stdin()
+    text = compose(stdin, " ".join(words or []))
+    if not text and (stdin is not None or words):
+        raise InvalidInput("nothing to send: the prompt and stdin are empty")
     settings = Settings.load()
     history = History.default(settings)
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -237,7 +237,7 @@ class ChatApp(App[None]):
         model = self.conv.model if self.conv else self.default_model
         ctx = self.context_length or (self.conv.options.get("num_ctx") if self.conv else None) \
             or self.defaults.get("num_ctx")
-        with contextlib.suppress(NoMatches):  # a worker finishing during shutdown
+        with contextlib.suppress(NoMatches, ScreenStackError):  # a worker ends at shutdown
             self.main.query_one(StatusBar).show(
                 model=model, loaded=model in self.loaded, used=self.last_usage, context=ctx,
                 state="generating…" if self.generating else self.daemon_state,
