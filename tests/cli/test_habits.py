@@ -106,6 +106,13 @@ def test_bare_prompt_mistakes(warm, tmp_path: Path) -> None:
     assert res.returncode == ExitCode.INVALID_INPUT
     assert "no conversation to continue yet" in one_line_error(res.stderr)
     assert warm("logs", env=empty).stdout == ""
+    res = warm("logs", "--cid", "nosuchid")
+    assert res.returncode == ExitCode.INVALID_INPUT
+    assert "no conversation 'nosuchid'" in one_line_error(res.stderr)
+    res = warm("logs", "-m", "Bad Name!")
+    assert res.returncode == ExitCode.INVALID_INPUT
+    assert "invalid model name" in one_line_error(res.stderr)
+    assert warm("logs", "-n", "-1").returncode == ExitCode.USAGE
 
 
 def test_run_with_a_model_that_is_not_installed(warm) -> None:
