@@ -28,7 +28,7 @@ WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(AR
 TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
-.PHONY: setup sysdeps models run test lint bench bench-tools clean
+.PHONY: setup sysdeps models run test lint bench bench-tools man clean
 
 setup: $(STAMP)
 
@@ -66,7 +66,7 @@ run: setup
 	$(BIN)/llm chat smollm2:135m
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmtui tests bench
+	$(BIN)/ruff check llmtui tests bench examples
 	$(BIN)/mypy
 
 test: setup sysdeps models lint
@@ -78,6 +78,10 @@ bench-tools: $(STAMP)
 bench: setup models bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
+
+# The man page, from the command tree (a test says when it is out of date).
+man: $(STAMP)
+	$(BIN)/python -m llmtui.cli.manpage > man/llm.1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -103,9 +103,16 @@ def backend_classes() -> dict[str, Any]:
 
 
 def backend_for(fmt: str) -> Any:
-    """The backend class that runs this format."""
+    """The backend class that runs this format; a backend plugin that fails to import is
+    passed over (and named, should no other backend run the format)."""
+    broken: list[str] = []
     for ep in backend_classes().values():
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            broken.append(f"{ep.name} ({type(exc).__name__}: {exc})")
+            continue
         if fmt in getattr(cls, "formats", ()):
             return cls
-    raise UnsupportedFormat(f"no installed backend runs '{fmt}' models")
+    raise UnsupportedFormat(f"no installed backend runs '{fmt}' models" + (
+        f"; these backends did not load: {', '.join(broken)}" if broken else ""))

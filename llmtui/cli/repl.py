@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from llmtui.api.validate import check_options
-from llmtui.cli.gen_cmd import GenOptions, _Quiet, emit_result, stream_reply
+from llmtui.cli.common import GenOptions, Quiet, emit_result, stream_reply
 from llmtui.cli.output import info
 from llmtui.errors import LlmtuiError
 
@@ -95,7 +95,7 @@ def repl(opts: GenOptions) -> None:
                     info("(reply stopped)")
                     messages.pop()
                     continue
-                except _Quiet:
+                except Quiet:
                     break
                 except LlmtuiError as exc:
                     info(f"error: {exc}")
