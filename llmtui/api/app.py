@@ -75,7 +75,7 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
         finally:
             await engine.close()
 
-    graphql = LazyGraphQL(engine)
+    graphql = LazyGraphQL(engine, limits)
     from llmtui.api.rag import RagAPI
 
     routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(), *RagAPI(api).routes(),
