@@ -73,6 +73,11 @@ def error_line(exc: LlmtuiError) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one-line errors on stderr, distinct exit codes, 130 on Ctrl-C."""
+    from llmtui.net import quiet_dependencies
+    from llmtui.paths import private_umask
+
+    private_umask()  # whatever this process writes (history, config, indexes) is owner-only
+    quiet_dependencies()  # no telemetry; with the offline switch, no outbound connection
     try:
         app(args=argv, prog_name="llm")
     except LlmtuiError as exc:
