@@ -60,9 +60,17 @@ def offline(settings: Any = None) -> bool:
     return bool(settings.config.get("offline"))
 
 
+_FROM_CONFIG = "LLMTUI_OFFLINE_FROM_CONFIG"  # set with LLMTUI_OFFLINE for child processes
+
+
+def set_by_env() -> bool:
+    """Whether LLMTUI_OFFLINE (set by the user, not copied from the config) decides."""
+    return _env_switch() is not None and not os.environ.get(_FROM_CONFIG)
+
+
 def switch_source() -> str:
     """Where the switch is set, for messages: the variable or the config key."""
-    if _env_switch():
+    if _env_switch() and set_by_env():
         return f"{OFFLINE_ENV}=1 is set"
     return "offline = true in the config (llm config set offline false)"
 
@@ -177,5 +185,7 @@ def quiet_dependencies(settings: Any = None) -> None:
     if is_offline:
         for key, value in HUB_OFFLINE.items():
             os.environ.setdefault(key, value)
+        if not _env_switch():
+            os.environ[_FROM_CONFIG] = "1"
         os.environ[OFFLINE_ENV] = "1"  # workers and helpers started from here stay offline
         install_guard()

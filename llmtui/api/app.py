@@ -27,6 +27,30 @@ from llmtui.engine.manager import EngineManager
 log = logging.getLogger("llmtui.api")
 
 
+class AllowEveryMethod:
+    """ASGI middleware: a 405's Allow header names every method the path serves. Starlette
+    answers from the first route whose path matches, so a path split over several routes
+    (GET and DELETE /api/x/rag/{name}) would list only some of its methods."""
+
+    def __init__(self, app: Any, routes: list[Any]) -> None:
+        self.app = app
+        self.routes = [r for r in routes if isinstance(r, Route)]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def patched(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = sorted({m for r in self.routes if r.path_regex.match(scope["path"])
+                                  for m in (r.methods or ())})
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers,
+                                                  (b"allow", ", ".join(methods).encode())]}
+            await send(message)
+        return await self.app(scope, receive, patched)
+
+
 def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = None, *,
              limits: Limits | None = None, policy: Policy | None = None) -> Starlette:
     """The daemon's app; the engine, limits and TCP policy are passed in so tests can
@@ -84,7 +108,8 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
               Route("/api/x/status", status, methods=["GET"]),
               Route("/api/x/shutdown", shutdown, methods=["POST"]),
               Route("/openapi.json", openapi, methods=["GET"])]
-    middleware = [Middleware(CountRequests, counts=engine.metrics.http)]
+    middleware = [Middleware(CountRequests, counts=engine.metrics.http),
+                  Middleware(AllowEveryMethod, routes=routes)]
     if policy is not None:
         middleware.insert(0, Middleware(Guard, policy=policy))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,

@@ -62,7 +62,8 @@ class Extras:
     def _request(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """An engine request from a JSON object, checked as the HTTP API checks it."""
         req: dict[str, Any] = {"format": check_format(data.get("format")),
-                               "options": self.o.options(data.get("options")),
+                               "options": self.o.options(data.get("options"),
+                                                         data.get("model")),
                                "truncate": bool(data.get("truncate", False))}
         if kind == "chat":
             req["messages"] = self.o.messages(data.get("messages"))
@@ -185,7 +186,7 @@ class Extras:
                 merged["options"] = {**shared["options"], **item["options"]}
             kind = "chat" if "messages" in merged else "generate"
             try:
-                plans.append((kind, self._request(kind, merged), None))
+                plans.append((kind, self._request(kind, {**merged, "model": model}), None))
             except InvalidInput as exc:
                 plans.append((kind, {}, exc))
         self.engine.store.get(model)  # a missing model is one 404, not N errors

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -140,11 +141,32 @@ class OllamaAPI:
     async def json(self, request: Request) -> dict[str, Any]:
         return await read_json(request, self.limits)
 
-    def options(self, raw: Any) -> dict[str, Any]:
+    def options(self, raw: Any, model: Any = None) -> dict[str, Any]:
         options = check_options(raw)
         if options.get("num_predict", 0) > self.limits.predict:
             raise InvalidInput(f"option 'num_predict' may be at most {self.limits.predict}")
+        cpus = os.cpu_count() or 1
+        if options.get("num_thread", 0) > cpus:  # more threads than cores only thrash
+            options["num_thread"] = cpus
+        if options.get("num_ctx") and isinstance(model, str):
+            self._check_fits(model, int(options["num_ctx"]))
         return options
+
+    def _check_fits(self, model: str, num_ctx: int) -> None:
+        """A context that cannot fit the memory budget is the request's mistake (a 400),
+        found before anything is evicted or loaded."""
+        from llmtui.engine.manager import estimate_memory
+
+        try:
+            manifest, path = self.engine.store.resolve_file(ModelName.parse(model))
+        except LlmtuiError:
+            return  # the request fails on the model itself, with its own status
+        need = estimate_memory(manifest, path, num_ctx)
+        if need > self.engine.budget:
+            raise InvalidInput(
+                f"'num_ctx' {num_ctx} needs about {need / 1e9:.1f} GB for '{model}', more "
+                f"than the memory budget ({self.engine.budget / 1e9:.1f} GB)",
+                hint="ask for a smaller context, or raise memory_budget")
 
     def text(self, value: Any, field: str) -> str:
         text = check_text(value, field)
@@ -276,7 +298,7 @@ class OllamaAPI:
             "system": self.text(data.get("system"), "system") or None,
             "template": self.text(data.get("template"), "template") or None,
             "raw": bool(data.get("raw")), "format": check_format(data.get("format")),
-            "options": self.options(data.get("options")), "context": context or None,
+            "options": self.options(data.get("options"), model), "context": context or None,
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
@@ -306,7 +328,7 @@ class OllamaAPI:
         tools = check_tools(data.get("tools"))
         req = {
             "messages": messages, "format": check_format(data.get("format")),
-            "options": self.options(data.get("options")), "tools": tools,
+            "options": self.options(data.get("options"), model), "tools": tools,
             "template": self.text(data.get("template"), "template") or None,
             "truncate": bool(data.get("truncate", False)),
         }
@@ -345,7 +367,7 @@ class OllamaAPI:
         data = await self.json(request)
         model = model_field(data)
         inputs = self.inputs(data.get("input"))
-        options = self.options(data.get("options"))
+        options = self.options(data.get("options"), model)
         keep_alive = self._keep_alive(data)
         started = time.perf_counter()
         if not inputs:  # an empty list: the correct answer is an empty list

@@ -150,7 +150,7 @@ class OpenAIAPI:
         n = data.get("n", 1)
         if n not in (1, None):
             raise InvalidInput("'n' must be 1 (one choice per request)")
-        return self.o.options(opts)
+        return self.o.options(opts, data.get("model"))
 
     @staticmethod
     def _format(data: dict[str, Any]) -> Any:

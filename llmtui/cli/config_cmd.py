@@ -32,7 +32,7 @@ def path_cmd() -> None:
 def show_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print every setting with its effective value."""
     from llmtui.config import KEYS
-    from llmtui.net import OFFLINE_ENV, offline
+    from llmtui.net import OFFLINE_ENV, offline, set_by_env
 
     settings = _settings()
     values = settings.config.effective()
@@ -46,7 +46,7 @@ def show_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
         origin = "" if name in settings.config.values else "  # default"
         if name == "models_dir" and settings.paths.models_env is not None:
             origin = "  # from LLMTUI_MODELS"
-        if name == "offline" and os.environ.get(OFFLINE_ENV, "").strip():
+        if name == "offline" and set_by_env():
             origin = f"  # from {OFFLINE_ENV}"
         shown = "" if value is None else value
         sys.stdout.write(f"{name} = {shown!r}{origin}\n" if isinstance(shown, str)

@@ -241,10 +241,11 @@ def test_offline_daemon_refuses_api_pulls_and_still_serves_locally(
         except Exception as exc:
             print(type(exc).__name__, exc)
     """)
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         env={**os.environ, **env}, timeout=60, cwd=ROOT)
-    assert out.stdout.startswith("OfflineError offline: a connection to pypi.invalid"), out
     assert attempts(guarded_env) == ""
+    # The guard itself: any lookup in an offline process is refused before it happens.
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env={**os.environ, "LLMTUI_OFFLINE": "1"}, timeout=60, cwd=ROOT)
+    assert out.stdout.startswith("OfflineError offline: a connection to pypi.invalid"), out
 
 
 def test_telemetry_is_off_in_every_mode(tmp_path: Path) -> None:
