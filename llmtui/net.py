@@ -96,6 +96,8 @@ def is_local(host: Any) -> bool:
     text = str(host).strip().lower().rstrip(".")
     if text in _LOOPBACK_NAMES or text.endswith(".localhost"):
         return True
+    if text == socket.gethostname().lower():  # this machine (the TCP Host allowlist asks)
+        return True
     try:
         addr = ipaddress.ip_address(text.split("%")[0])
     except ValueError:

@@ -85,6 +85,20 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
 
         return JSONResponse(build(routes))
 
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The router's own 404 and 405, in the error shape of the API that was asked."""
+        from starlette.exceptions import HTTPException
+
+        assert isinstance(exc, HTTPException)
+        text = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code,
+                                                                          exc.detail)
+        code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        body: dict[str, Any] = {"error": text, "code": code}
+        if request.url.path.startswith("/v1/"):
+            body = {"error": {"message": text, "type": "invalid_request_error",
+                              "param": None, "code": code}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
     async def internal_error(request: Request, exc: Exception) -> Response:
         # No stack traces or paths for clients; the log has the details.
         log.exception("unhandled error on %s", request.url.path)
@@ -113,4 +127,5 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
     if policy is not None:
         middleware.insert(0, Middleware(Guard, policy=policy))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                     exception_handlers={Exception: internal_error})
+                     exception_handlers={404: http_error, 405: http_error,
+                                         Exception: internal_error})

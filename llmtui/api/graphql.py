@@ -58,7 +58,9 @@ class LazyGraphQL:
             if body.strip():
                 parse_json_object(body)
         except LlmtuiError as exc:
-            await _answer(send, exc.http_status, {"errors": [{"message": str(exc)}]})
+            message = str(exc)  # in both shapes: GraphQL clients read "errors"
+            await _answer(send, exc.http_status, {"error": message, "code": "invalid_input",
+                                                  "errors": [{"message": message}]})
             return None
         sent = False
 

@@ -92,6 +92,8 @@ BODIES: dict[str, dict[str, Any]] = {
                                    "items": _obj(["prompt"], prompt=_TEXT_IN,
                                                  options=_OPTIONS)}),
     "/api/x/tokenize": _obj(["model", "text"], model=_MODEL, text=_STR),
+    "/api/x/graphql": _obj(["query"], query=_STR, operationName=_STR,
+                           variables={"type": "object"}),
     "/api/x/unload": _obj(["model"], model=_MODEL),
     "/v1/chat/completions": _obj(["model", "messages"], model=_MODEL,
                                  messages={**_MESSAGES, "minItems": 1},
@@ -154,7 +156,10 @@ def _responses(path: str, method: str) -> dict[str, Any]:
     for code, text in _COMMON.items():
         out[code] = {"description": text, "content": _json(error)}
         if code in ("401", "403"):  # the TCP guard answers these in Ollama's shape
-            out[code]["content"] = _json({"oneOf": [_ERROR, error]})
+            out[code]["content"] = _json({"anyOf": [_ERROR, error]} if error is not _ERROR
+                                         else _ERROR)
+    if path == "/api/x/graphql":  # strawberry answers malformed requests in plain text
+        out["400"]["content"]["text/plain"] = {}
     if path == "/api/blobs/{digest}" and method == "HEAD":
         out["404"] = {"description": "Not in the store"}
     return out

@@ -37,6 +37,7 @@ def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory, smollm: Path) -> Itera
     home = tmp_path_factory.mktemp("fuzz") / "home"
     import_models(home, smollm)
     cfg = home / "config" / "config.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text('context_length = 256\nmax_predict = 64\nmemory_budget = "1GB"\n'
                    'max_prompt_chars = 20000\nrequest_timeout = "5s"\nmax_queue = 8\n'
                    'keep_alive = "5m"\n')
@@ -84,7 +85,7 @@ def fuzz_operation(op: Any, mode: Any, url: str, checks: list[Any]) -> tuple[int
         response = case.call(base_url=url, timeout=60)
         try:
             case.validate_response(response, checks=checks)
-        except Exception as exc:
+        except (Exception, BaseExceptionGroup) as exc:
             text = " | ".join(str(exc).strip().splitlines()[:8])
             seen.append(f"{op.method.upper()} {op.path} [{mode.value}] "
                         f"{response.status_code}: {text[:700]}")
@@ -92,8 +93,12 @@ def fuzz_operation(op: Any, mode: Any, url: str, checks: list[Any]) -> tuple[int
 
     try:
         one()
-    except Exception:
-        return sent, seen[:1] or [f"{op.method.upper()} {op.path} [{mode.value}]: failed"]
+    except (Exception, BaseExceptionGroup) as exc:
+        if not seen and sent == 0:
+            return 0, []  # nothing to generate (no negative form of a parameterless GET)
+        why = " | ".join(str(exc).strip().splitlines()[:4])[:400]
+        return sent, seen[:1] or [f"{op.method.upper()} {op.path} [{mode.value}]: "
+                                  f"{type(exc).__name__}: {why}"]
     return sent, []
 
 
