@@ -1,6 +1,6 @@
 """Outbound connections: the offline switch, and dependencies' telemetry turned off.
 
-llmtui sends nothing anywhere unless the user pulls a model (docs/privacy.md). With
+llmtui sends nothing anywhere unless the user pulls a model (docs/guide.md, "Offline"). With
 ``LLMTUI_OFFLINE=1`` or ``llm config set offline true`` even that is refused: every place
 that would connect out checks :func:`require_online` before it resolves a name, and the
 CLI and daemon processes also install :func:`install_guard`, an audit hook that refuses
