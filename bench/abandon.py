@@ -4,7 +4,7 @@ A daemon on a loopback port gets a non-streamed /api/generate that would run for
 minutes (8000 tokens of greedy counting); once the model is working on it the client
 hangs up, and a short request is sent at once. Prints the time from the hang-up until
 that request's answer, and the same short request's time on an idle model for scale.
-Target: under 1 s. Run: `python bench/abandon.py [--runs 5]`.
+Target: under 1 s. Run: `python bench/abandon.py [--runs 5] [--threads 1]`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,13 @@ def free_port() -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="num_thread for the model (0: automatic; on a busy machine, 1 keeps "
+                         "llama.cpp's spinning threads from starving each other)")
     args = ap.parse_args()
+    for body in (LONG, SHORT):
+        if args.threads:
+            body["options"]["num_thread"] = args.threads
     cache = fetch_models.cache_dir()
     fetch_models.fetch("smollm2-135m.gguf", fetch_models.MODELS["smollm2-135m.gguf"], cache)
     home = Path(tempfile.mkdtemp(prefix="llmtui-bench-")) / "h"
