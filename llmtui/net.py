@@ -20,6 +20,9 @@ from typing import Any
 from llmtui.errors import ExitCode, LlmtuiError
 
 OFFLINE_ENV = "LLMTUI_OFFLINE"
+#: Set beside LLMTUI_OFFLINE when it was copied from the config for child processes: the
+#: config file stays the authority (`llm config set offline false` takes effect at once).
+_FROM_CONFIG = "LLMTUI_OFFLINE_FROM_CONFIG"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -49,7 +52,7 @@ def offline(settings: Any = None) -> bool:
     """Is the switch on? LLMTUI_OFFLINE wins over the config's ``offline`` key, which is
     read afresh (a daemon started earlier sees `llm config set offline true` at once)."""
     env = _env_switch()
-    if env is not None:
+    if env is not None and not os.environ.get(_FROM_CONFIG):
         return env
     from llmtui.config import Config, Settings
 
@@ -58,9 +61,6 @@ def offline(settings: Any = None) -> bool:
     else:  # the file may have changed since these settings were loaded
         settings = Settings(settings.paths, Config.load(settings.paths.config_file))
     return bool(settings.config.get("offline"))
-
-
-_FROM_CONFIG = "LLMTUI_OFFLINE_FROM_CONFIG"  # set with LLMTUI_OFFLINE for child processes
 
 
 def set_by_env() -> bool:
@@ -118,6 +118,8 @@ def _hook(event: str, args: tuple[Any, ...]) -> None:
     else:
         return
     if not is_local(host):
+        if os.environ.get(_FROM_CONFIG) and not offline():
+            return  # switched off in the config since this process started
         raise OfflineError(f"offline: a connection to {str(host)[:80]} was refused "
                            f"({switch_source()})")
 

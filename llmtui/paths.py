@@ -120,7 +120,7 @@ def private_dir(path: Path, *, tighten: bool = True) -> Path:
 def private_file(path: Path) -> Path:
     """Create a file 0600 if it is missing (else take away other users' access to it)
     before a library opens it: SQLite gives its -wal and -shm files the same mode."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
             os.fchmod(fd, 0o600)

@@ -201,7 +201,7 @@ def test_offline_env_refuses_pulls_before_any_lookup(llm: Runner, home: Path, ar
     assert "pip" not in res.stderr.split("error:")[0]
 
 
-def test_offline_config_switch_and_config_show(llm: Runner, home: Path,
+def test_offline_config_switch_and_config_show(llm: Runner, home: Path, server, smollm: Path,
                                                guarded_env: dict[str, str]) -> None:
     assert "offline = False" in llm("config", "show").stdout
     assert llm("config", "set", "offline", "true").returncode == 0
@@ -214,6 +214,11 @@ def test_offline_config_switch_and_config_show(llm: Runner, home: Path,
     assert attempts(guarded_env) == ""
     env_shown = llm("config", "show", env={"LLMTUI_OFFLINE": "0"}).stdout
     assert "offline = False  # from LLMTUI_OFFLINE" in env_shown
+    url = server.add("/m.gguf", smollm)  # a loopback server: a pull is refused all the same
+    assert llm("pull", url, "--name", "m:1").returncode == ExitCode.OFFLINE
+    assert llm("config", "set", "offline", "false").returncode == 0
+    res = llm("pull", url, "--name", "m:1")
+    assert res.returncode == 0, res.stderr
 
 
 def test_offline_daemon_refuses_api_pulls_and_still_serves_locally(
