@@ -83,7 +83,7 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
         """This API's OpenAPI 3.1 description."""
         from llmtui.api.openapi import build
 
-        return JSONResponse(build(routes))
+        return JSONResponse(build(routes, limits.predict))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         """The router's own 404 and 405, in the error shape of the API that was asked."""

@@ -34,14 +34,23 @@ def _options() -> dict[str, Any]:
 
 
 _OPTIONS = _options()
+# (images are left out until there are vision models: other models refuse them)
 _MESSAGES = {"type": "array", "items": {"type": "object", "required": ["role"], "properties": {
-    "role": {"enum": ["system", "user", "assistant", "tool"]}, "content": _STR,
-    "images": {"type": "array", "items": _STR},
-    "tool_calls": {"type": "array", "items": {"type": "object"}}}}}
+    "role": {"enum": ["system", "user", "assistant", "tool"]}, "content": _STR}}}
+_TOOLS = {"type": "array", "maxItems": 128, "items": {
+    "type": "object", "required": ["type", "function"], "properties": {
+        "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string", "minLength": 1}, "description": _STR,
+            "parameters": {"type": "object"}}}}}}
+_DIGEST = {"type": "string", "pattern": r"^sha256[:-][0-9a-f]{64}$"}
+_COLLECTION = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"}
+#: Path parameters, by name.
+_PARAMS = {"digest": _DIGEST, "model": _MODEL, "name": _COLLECTION}
 _FORMAT = {"description": '"json" or a JSON schema object',
            "oneOf": [{"const": "json"}, {"type": "object"}]}
 _KEEP = {"description": "duration (\"5m\") or seconds; 0 unloads, negative keeps forever",
-         "oneOf": [{"type": "string", "pattern": r"^-?[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$"},
+         "oneOf": [{"type": "string", "pattern": r"^-?[0-9]{1,6}(ms|s|m|h)?$"},
                    {"type": "number"}]}
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": _STR, "code": _STR}}
@@ -70,12 +79,9 @@ _OPENAI_SAMPLING = {
 BODIES: dict[str, dict[str, Any]] = {
     "/api/generate": _obj(["model"], model=_MODEL, prompt=_STR, system=_STR, raw=_BOOLEAN,
                           format=_FORMAT, options=_OPTIONS, stream=_BOOLEAN, keep_alive=_KEEP,
-                          truncate=_BOOLEAN,
-                          context={"type": "array", "items": {"type": "integer",
-                                                              "minimum": 0}}),
+                          truncate=_BOOLEAN),
     "/api/chat": _obj(["model"], model=_MODEL, messages=_MESSAGES, format=_FORMAT,
-                      tools={"type": "array", "items": {"type": "object"}}, options=_OPTIONS,
-                      stream=_BOOLEAN, keep_alive=_KEEP),
+                      tools=_TOOLS, options=_OPTIONS, stream=_BOOLEAN, keep_alive=_KEEP),
     "/api/embed": _obj(["model", "input"], model=_MODEL, input=_INPUT, truncate=_BOOLEAN,
                        options=_OPTIONS, keep_alive=_KEEP),
     "/api/embeddings": _obj(["model", "prompt"], model=_MODEL, prompt=_STR),
@@ -92,13 +98,22 @@ BODIES: dict[str, dict[str, Any]] = {
                                    "items": _obj(["prompt"], prompt=_TEXT_IN,
                                                  options=_OPTIONS)}),
     "/api/x/tokenize": _obj(["model", "text"], model=_MODEL, text=_STR),
-    "/api/x/graphql": _obj(["query"], query=_STR, operationName=_STR,
-                           variables={"type": "object"}),
+    "/api/x/graphql": _obj(["query"], query=_TEXT_IN, variables={"type": "object"}),
+    "/api/x/rag/{name}/add": _obj(["documents"], documents={
+        "type": "array", "minItems": 1, "maxItems": 16, "items": _obj(
+            ["name", "text"], name={"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,40}\.md$"},
+            text=_TEXT_IN)}, stream=_BOOLEAN),
+    "/api/x/rag/{name}/query": _obj(["query"], query=_TEXT_IN,
+                                    k={"type": "integer", "minimum": 1, "maximum": 50},
+                                    min_similarity={"type": "number", "minimum": -1,
+                                                    "maximum": 1}),
     "/api/x/unload": _obj(["model"], model=_MODEL),
     "/v1/chat/completions": _obj(["model", "messages"], model=_MODEL,
                                  messages={**_MESSAGES, "minItems": 1},
-                                 response_format={"type": "object"},
-                                 tools={"type": "array"}, **_OPENAI_SAMPLING),
+                                 response_format={"type": "object", "required": ["type"],
+                                                  "properties": {"type": {"enum": [
+                                                      "text", "json_object"]}}},
+                                 tools=_TOOLS, **_OPENAI_SAMPLING),
     "/v1/completions": _obj(["model", "prompt"], model=_MODEL, prompt=_TEXT_IN,
                             **_OPENAI_SAMPLING),
     "/v1/embeddings": _obj(["model", "input"], model=_MODEL, input=_INPUT,
@@ -165,7 +180,23 @@ def _responses(path: str, method: str) -> dict[str, Any]:
     return out
 
 
-def build(routes: list[BaseRoute]) -> dict[str, Any]:
+def _with_limits(schema: Any, predict: int) -> Any:
+    """A copy of a body schema whose token limits are this daemon's (max_predict)."""
+    if isinstance(schema, dict):
+        out = {k: _with_limits(v, predict) for k, v in schema.items()}
+        props = out.get("properties")
+        if isinstance(props, dict):
+            for key in ("num_predict", "max_tokens"):
+                if isinstance(props.get(key), dict) and "maximum" in props[key]:
+                    props[key] = {**props[key], "maximum": predict}
+        return out
+    if isinstance(schema, list):
+        return [_with_limits(v, predict) for v in schema]
+    return schema
+
+
+def build(routes: list[BaseRoute], predict: int | None = None) -> dict[str, Any]:
+    """The spec of these routes; ``predict`` is the daemon's max_predict limit."""
     paths: dict[str, dict[str, Any]] = {}
     http_paths = {r.path for r in routes if isinstance(r, Route)}
     for route in routes:
@@ -196,10 +227,11 @@ def build(routes: list[BaseRoute]) -> dict[str, Any]:
                       if p.startswith("{")]
             if params:
                 op["parameters"] = [{"name": p, "in": "path", "required": True,
-                                     "schema": _STR} for p in params]
+                                     "schema": _PARAMS.get(p, _STR)} for p in params]
             if path in BODIES and method in ("POST", "DELETE"):
+                body = BODIES[path] if predict is None else _with_limits(BODIES[path], predict)
                 op["requestBody"] = {"required": True, "content": {
-                    "application/json": {"schema": BODIES[path]}}}
+                    "application/json": {"schema": body}}}
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -174,6 +174,8 @@ class RagAPI:
         if not question:
             raise InvalidInput("'query' is required")
         k = data.get("k", 5)
+        if isinstance(k, float) and k.is_integer():
+            k = int(k)  # JSON's 5.0 is a whole number too
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"'k' must be a whole number from 1 to {MAX_K}")
         min_sim = data.get("min_similarity", MIN_SIMILARITY)

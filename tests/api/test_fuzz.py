@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,7 @@ def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory, smollm: Path) -> Itera
     cfg = home / "config" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text('context_length = 256\nmax_predict = 64\nmemory_budget = "1GB"\n'
-                   'max_prompt_chars = 20000\nrequest_timeout = "5s"\nmax_queue = 8\n'
+                   'max_prompt_chars = 2000\nrequest_timeout = "5s"\nmax_queue = 8\n'
                    'keep_alive = "5m"\n')
     with TcpDaemon(home, env={"LLMTUI_OFFLINE": "1"}) as daemon:
         yield daemon
@@ -54,14 +55,36 @@ def _checks() -> list[Any]:
     )
 
     return [not_a_server_error, status_code_conformance, content_type_conformance,
-            response_schema_conformance]
+            response_schema_conformance, accepts_valid_input]
+
+
+#: 400s that a request valid by the schema may still get: limits that depend on the model
+#: or the machine (the context size, the memory budget) or on totals across fields
+#: (max_prompt_chars) or on content (an upload must hash to its digest), which a JSON
+#: schema cannot state.
+MODEL_DEPENDENT = ("memory budget", "context holds", "does not fit", "embedding model",
+                   "fill-in-the-middle", "template", "too long", "digest mismatch")
+
+
+def accepts_valid_input(ctx: Any, response: Any, case: Any) -> bool | None:
+    """What the spec allows is accepted: a schema-valid request is never a plain 400."""
+    meta = getattr(case, "meta", None)
+    positive = meta is not None and meta.generation.mode.is_positive
+    if positive and response.status_code == 400 and not any(
+            m in response.text for m in MODEL_DEPENDENT):
+        raise AssertionError(f"valid input refused: {response.text[:300]}")
+    return None
 
 
 def _with_real_model(case: Any) -> None:
-    """Half the valid cases name the installed model, so that generation, embedding and
-    tokenizing run on fuzzed parameters instead of stopping at "model not found"."""
+    """Half the valid cases name the installed model, so that generation and tokenizing
+    run on fuzzed parameters instead of stopping at "model not found". (Not embeddings:
+    a chat model embedding fuzzed text is slow on a small machine, and test_hardening
+    covers the embedding endpoints with a real embedding model.)"""
     body = case.body
-    if isinstance(body, dict) and "model" in body and hash(repr(body)) % 2:
+    if "embed" in case.operation.path:
+        return
+    if isinstance(body, dict) and "model" in body and zlib.crc32(repr(body).encode()) % 2:
         body["model"] = SMOL
 
 
