@@ -72,7 +72,7 @@ def switch_source() -> str:
     """Where the switch is set, for messages: the variable or the config key."""
     if _env_switch() and set_by_env():
         return f"{OFFLINE_ENV}=1 is set"
-    return "offline = true in the config (llm config set offline false)"
+    return "offline = true in the config; llm config set offline false turns it off"
 
 
 def require_online(what: str, settings: Any = None) -> None:

@@ -518,9 +518,9 @@ def import_file(store: Store, path: Path, name: str, *, link: bool = False,
     src = path.expanduser()
     if not src.is_file():
         raise InvalidInput(f"no such file: {path}")
-    from llmtui.models.gguf_info import read_info
+    from llmtui.models.gguf_info import check_runnable, read_info
 
-    read_info(src)  # refuse non-GGUF before copying anything
+    check_runnable(src.name, read_info(src))  # refuse before copying anything
     store.ensure()
     with store.lock(f"pull:{target}"):
         if link:
