@@ -215,6 +215,12 @@ KEYS: dict[str, Key] = {
             "most tokens one request may ask to generate"),
         Key("request_timeout", _duration_text, "60s",
             "a client that takes longer to send its request is cut off"),
+        Key("header_timeout", _duration_text, "10s",
+            "a connection that has not sent a whole request head by then is closed"),
+        Key("idle_connection_timeout", _duration_text, "5s",
+            "an idle keep-alive connection is closed after this long"),
+        Key("offline", _bool, False,
+            "refuse every outbound connection, pulls included (LLMTUI_OFFLINE=1)"),
         Key("theme", _text, "llmtui-dark", "chat theme (see themes/)"),
         Key("color", _bool, True, "use colour on a terminal (NO_COLOR also turns it off)"),
     ]
@@ -280,9 +286,13 @@ class Config:
     def save(self) -> None:
         import tomli_w
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from llmtui.paths import open_private, private_dir
+
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(self.values), encoding="utf-8")
+        tmp.unlink(missing_ok=True)  # a leftover may be readable by others: start afresh
+        with open_private(tmp) as fh:  # 0600: the file may hold the API key
+            fh.write(tomli_w.dumps(self.values))
         os.replace(tmp, self.path)
 
     def effective(self) -> dict[str, Any]:

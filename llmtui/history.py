@@ -119,8 +119,15 @@ class History:
     """One SQLite file; every call opens its own short transaction."""
 
     def __init__(self, path: Path) -> None:
+        from llmtui.paths import private_dir, private_file
+
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Conversations are private: the file exists 0600 before SQLite opens it, and
+        # SQLite gives the -wal and -shm files the database's own mode.
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p == path or p.exists():
+                private_file(p)
         self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row

@@ -104,6 +104,11 @@ def _help(args: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one-line errors on stderr, distinct exit codes, 130 on Ctrl-C."""
+    from llmtui.net import quiet_dependencies
+    from llmtui.paths import private_umask
+
+    private_umask()  # whatever this process writes (history, config, indexes) is owner-only
+    quiet_dependencies()  # no telemetry; with the offline switch, no outbound connection
     try:
         from llmtui.cli.plugins_cmd import add_plugin_commands
         from llmtui.cli.router import command_names, route

@@ -23,11 +23,11 @@ Ctrl-C stops a reply without leaving."""
 
 
 def _history_file() -> Any:
-    from llmtui.paths import Paths
+    from llmtui.paths import Paths, private_dir, private_file
 
     path = Paths.from_env().data_dir / "repl_history"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    private_dir(path.parent)
+    return private_file(path)  # what was typed is as private as the conversations
 
 
 def _read_message(prompt: str = ">>> ") -> str | None:

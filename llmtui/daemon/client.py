@@ -37,10 +37,17 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
 }
 
 
+def _offline_error() -> type[errors.LlmtuiError]:
+    from llmtui.net import OfflineError
+
+    return OfflineError
+
+
 def raise_for_error(data: Any, status: int = 500) -> None:
     """Turn an API error body into the matching exception (and so exit code)."""
     if isinstance(data, dict) and "error" in data:
-        cls = _CLASSES.get(str(data.get("code")))
+        code = str(data.get("code"))
+        cls = _offline_error() if code == "offline" else _CLASSES.get(code)
         if cls is None:
             cls = {400: errors.InvalidInput, 404: errors.ModelNotFound,
                    503: errors.BusyError}.get(status, errors.GenerationError)
