@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	    --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) \
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
 	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev]' ollama openai
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,scale]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make

@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     COLLECTION_NOT_FOUND = 16
     EMBEDDING_MISMATCH = 17
     OFFLINE = 18
+    REMOTE_UNAVAILABLE = 19
     INTERRUPTED = 130
 
 
@@ -121,6 +122,14 @@ class EmbeddingMismatch(LlmtuiError):
 
     exit_code = ExitCode.EMBEDDING_MISMATCH
     http_status = 409
+
+
+class RemoteUnavailable(LlmtuiError):
+    """Another machine llmtui was told to use (an RPC server, a Ray cluster) cannot be
+    reached, is busy, or speaks another version."""
+
+    exit_code = ExitCode.REMOTE_UNAVAILABLE
+    http_status = 502
 
 
 class MissingExtra(LlmtuiError):

@@ -444,6 +444,8 @@ class OllamaAPI:
                 "embedding": item["key"].endswith("#embed"),
                 # ours: parallel slots, each with context_length tokens; requests running
                 "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
+                # ours: which devices hold its layers (RPC servers, GPUs, the CPU)
+                **({"devices": item["devices"]} if item.get("devices") else {}),
             })
         return JSONResponse({"models": models})
 

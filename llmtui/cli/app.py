@@ -25,6 +25,7 @@ from llmtui.cli import (
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
+    scale_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -44,6 +45,7 @@ chat_cmd.register(app)
 gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
+scale_cmd.register(app)
 rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
