@@ -133,6 +133,8 @@ _COMMON = {"400": "Invalid request", "401": "Missing or wrong API key (TCP)",
            "404": "Model, collection or conversation not found",
            "408": "The request did not arrive in time", "409": "Conflict",
            "413": "Request body too large", "501": "An optional extra is not installed",
+           "502": "A remote machine failed: a download source, or an RPC server "
+                  "(rpc_servers) that cannot be reached",
            "503": "Busy (Retry-After)", "507": "Not enough disk space"}
 
 

@@ -34,6 +34,7 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "busy": errors.BusyError, "usage": errors.UsageError,
     "collection_not_found": errors.CollectionNotFound,
     "embedding_mismatch": errors.EmbeddingMismatch, "missing_extra": _MissingExtra,
+    "remote_unavailable": errors.RemoteUnavailable,
 }
 
 

@@ -9,6 +9,7 @@ for Ctrl-C or SIGTERM and then ends the process (the OS closes the sockets).
 
 from __future__ import annotations
 
+import ctypes
 import getpass
 import ipaddress
 import os
@@ -110,12 +111,15 @@ def run(host: str, port: int, mem: int | None, threads: int, cache_dir: str | No
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    libc = ctypes.CDLL(None)
     while not stop.is_set() and server.is_alive():
         stop.wait(0.5)
+        libc.fflush(None)  # C's stdout is block-buffered into the log: keep it current
     if not server.is_alive():
         if failed and isinstance(failed[0], LlmtuiError):
             raise failed[0]
         raise LlmtuiError(f"the RPC server on {host}:{port} stopped (see the messages above)")
+    libc.fflush(None)
     _say("stopped")
     time.sleep(0.05)
     os._exit(0)  # the server thread never returns; the OS closes its sockets
