@@ -95,15 +95,18 @@ class ReplicaHeader:
 #: connection once a response has started.
 LOST = ("the llmtui replica serving this request stopped mid-stream (Ray Serve replaces "
         "it); send the request again")
+LOST_BEFORE = ("the llmtui replica serving this request stopped before answering (Ray Serve "
+               "replaces it); send the request again")
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "llmtui.scale.ray_serve:proxy_middlewares"
 
 
 class StreamCut:
-    """ASGI middleware for Ray Serve's HTTP proxy: a streamed reply whose replica died
-    ends with an error in the stream's own format (an Ollama NDJSON line, an OpenAI
-    server-sent event) instead of a bare dropped connection, so Ollama and OpenAI
-    clients raise it as the server's error."""
+    """ASGI middleware for Ray Serve's HTTP proxy, for requests whose replica died: a
+    streamed reply ends with an error in the stream's own format (an Ollama NDJSON line,
+    an OpenAI server-sent event) instead of a bare dropped connection, and a request not
+    yet answered gets a 503 in the API's error shape instead of a bare 500, so Ollama
+    and OpenAI clients raise it as the server's error (OpenAI's retries the 503)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -111,13 +114,13 @@ class StreamCut:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        state: dict[str, Any] = {"type": None, "open": False}
+        state: dict[str, Any] = {"type": None, "open": False, "started": False}
 
         async def watch(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 ctype = dict(message.get("headers") or []).get(b"content-type", b"")
                 state["type"] = ctype.split(b";")[0].strip().lower()
-                state["open"] = True
+                state["open"] = state["started"] = True
             elif message["type"] == "http.response.body" and not message.get("more_body"):
                 state["open"] = False
             await send(message)
@@ -125,11 +128,27 @@ class StreamCut:
         try:
             await self.app(scope, receive, watch)
         finally:
-            tail = stream_error(state["type"]) if state["open"] else None
-            if tail is not None:
-                with contextlib.suppress(Exception):  # the client may be gone too
+            with contextlib.suppress(Exception):  # the client may be gone too
+                if not state["started"]:
+                    await _unavailable(scope, send)
+                elif state["open"] and (tail := stream_error(state["type"])) is not None:
                     await send({"type": "http.response.body", "body": tail,
                                 "more_body": False})
+
+
+async def _unavailable(scope: dict[str, Any], send: Any) -> None:
+    """A 503 (retry soon) in the error shape of the API that was asked."""
+    import json
+
+    body: dict[str, Any] = {"error": LOST_BEFORE, "code": "replica_lost"}
+    if str(scope.get("path", "")).startswith("/v1/"):
+        body = {"error": {"message": LOST_BEFORE, "type": "server_error", "param": None,
+                          "code": "replica_lost"}}
+    data = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
+        (b"retry-after", b"1")]})
+    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 
