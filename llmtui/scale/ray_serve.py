@@ -239,16 +239,33 @@ def replica_env(settings: Any) -> dict[str, str]:
     return env
 
 
+#: What a serve config may pass to app_builder.
+BUILDER_ARGS = {"replicas", "autoscale", "num_cpus", "num_gpus", "num_parallel",
+                "allowed_hosts", "cors_origins", "port", "insecure"}
+
+
 def app_builder(args: dict[str, Any]) -> Any:
     """For Ray Serve's config files (KubeRay's serveConfigV2): ``import_path:
     llmtui.scale.ray_serve:app_builder``; args: replicas or autoscale ("1..4"),
-    num_cpus, num_gpus, num_parallel. Settings come from the pods' environment."""
+    num_cpus, num_gpus, num_parallel, allowed_hosts, cors_origins, port (Serve's HTTP
+    port, 8000), insecure. The API key is LLMTUI_API_KEY in the pods' environment, as are
+    the other settings; the proxies listen on the pods' network, so a key is required
+    unless insecure is true."""
+    from llmtui.api.security import Bind, Policy
+
+    unknown = set(args) - BUILDER_ARGS
+    if unknown:
+        raise UsageError(f"unknown app_builder args: {', '.join(sorted(unknown))}",
+                         hint="known: " + ", ".join(sorted(BUILDER_ARGS)))
     scaling = parse_scaling(int(args["replicas"]) if "replicas" in args else None,
                             str(args["autoscale"]) if "autoscale" in args else None)
+    policy = Policy.build(Bind("0.0.0.0", int(args.get("port", 8000))),
+                          os.environ.get("LLMTUI_API_KEY"), args.get("allowed_hosts"),
+                          args.get("cors_origins"), bool(args.get("insecure", False)))
     dep = deployment(scaling, num_cpus=float(args.get("num_cpus", 1)),
                      num_gpus=float(args.get("num_gpus", 0)),
                      parallel=int(args.get("num_parallel", 4)))
-    return dep.bind({}, None)
+    return dep.bind({}, policy)
 
 
 def serve_ray(settings: Any, listen: Any, address: str | None, scaling: Scaling,
