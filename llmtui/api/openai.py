@@ -22,7 +22,7 @@ from starlette.routing import Route
 from llmtui.api.common import first_event, guarded, model_field
 from llmtui.api.ollama import OllamaAPI, ToolStream
 from llmtui.api.validate import check_format
-from llmtui.backends.tools import check_tools, parse_tool_calls
+from llmtui.backends.tools import check_tools, parse_tool_calls, tool_choice
 from llmtui.errors import InvalidInput, LlmtuiError, ModelNotFound
 from llmtui.models.names import ModelName
 
@@ -227,8 +227,9 @@ class OpenAIAPI:
         data = await self.o.json(request)
         model = model_field(data)
         messages = self._messages(data.get("messages"))
-        tools = None if data.get("tool_choice") == "none" else check_tools(data.get("tools"))
-        req = {"messages": messages, "format": self._format(data), "tools": tools,
+        # A forced call (tool_choice "required" or a named function) is a grammar.
+        tools, forced = tool_choice(check_tools(data.get("tools")), data.get("tool_choice"))
+        req = {"messages": messages, "format": forced or self._format(data), "tools": tools,
                "options": self._options(data), "truncate": bool(data.get("truncate", False))}
         cid = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
