@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from llmtui.errors import InvalidInput
+
+log = logging.getLogger("llmtui.api")
 
 # name: (type, low, high)
 _NUMERIC: dict[str, tuple[type, float, float]] = {
@@ -34,14 +37,19 @@ _BOOL = {"numa", "low_vram", "use_mmap", "use_mlock", "penalize_newline", "vocab
          "f16_kv", "logits_all", "embedding_only"}
 
 
-def check_options(options: Any) -> dict[str, Any]:
-    """Validate Ollama-style options; unknown keys are refused so typos don't pass silently."""
+def check_options(options: Any, *, strict: bool = False) -> dict[str, Any]:
+    """Validate Ollama-style options. Like Ollama, a null value means "not set" and an
+    unknown key (an old option such as tfs_z, or a future one) is logged and ignored,
+    since client libraries send both; ``strict`` (a person typing a name) refuses it.
+    A known option with a wrong type or value is always refused."""
     if options is None:
         return {}
     if not isinstance(options, dict):
         raise InvalidInput("options must be an object")
     out: dict[str, Any] = {}
     for key, value in options.items():
+        if value is None:
+            continue
         if key == "stop":
             stops = [value] if isinstance(value, str) else value
             if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) \
@@ -64,8 +72,10 @@ def check_options(options: Any) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise InvalidInput(f"option '{key}' must be true or false")
             out[key] = value
-        else:
+        elif strict:
             raise InvalidInput(f"unknown option '{key}'")
+        else:
+            log.warning("ignoring unknown option %r", str(key)[:64])
     return out
 
 

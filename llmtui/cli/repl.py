@@ -136,7 +136,7 @@ def _command(line: str, opts: GenOptions, messages: list[dict[str, Any]]) -> boo
             name, raw = words[2], words[3]
             try:
                 value: Any = int(raw) if raw.lstrip("-").isdigit() else float(raw)
-                opts.options = check_options({**opts.options, name: value})
+                opts.options = check_options({**opts.options, name: value}, strict=True)
                 info(f"set {name} = {value}")
             except (ValueError, LlmtuiError) as exc:
                 info(f"error: {exc}")
