@@ -40,6 +40,15 @@ def gemma(models_cache: Path) -> Path:
     return models_cache / "gemma3-270m.gguf"
 
 
+@pytest.fixture(scope="session")
+def thinker(smollm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reasoning model: the SmolLM2 test model with a template that thinks in <think>
+    tags (see tests/thinking_model.py); written once per test session."""
+    from tests.thinking_model import make_thinking_model
+
+    return make_thinking_model(smollm, tmp_path_factory.mktemp("thinker"))
+
+
 def stop_daemon_of(home: Path) -> None:
     """Stop a daemon a test started under this home (never leave one running)."""
     status = home / "run" / "daemon.json"
@@ -62,10 +71,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     stop_daemon_of(h)
 
 
-def import_models(home: Path, smollm: Path, gemma: Path | None = None) -> None:
-    """Install the test models by linking them (no copy): fast and real."""
+def import_models(home: Path, smollm: Path, gemma: Path | None = None,
+                  extra: dict[str, Path] | None = None) -> None:
+    """Install the test models by linking them (no copy): fast and real; ``extra`` maps
+    more names to files."""
     env = {**os.environ, "LLMTUI_HOME": str(home)}
     pairs = [(smollm, "smollm2:135m")] + ([(gemma, "gemma3:270m")] if gemma else [])
+    pairs += [(path, name) for name, path in (extra or {}).items()]
     for path, name in pairs:
         subprocess.run([*LLM, "import", str(path), "--name", name, "--link"], env=env,
                        check=True, capture_output=True, timeout=60)

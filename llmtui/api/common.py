@@ -172,3 +172,24 @@ def model_field(data: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("'model' is required")
     return str(ModelName.parse(name))
+
+
+def shorten_vectors(vectors: list[list[float]], dimensions: Any) -> list[list[float]]:
+    """``dimensions`` on /api/embed and /v1/embeddings: keep the first N values and scale
+    back to unit length (Matryoshka-trained models stay meaningful when cut this way)."""
+    if dimensions is None or not vectors:
+        return vectors
+    size = len(vectors[0])
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise InvalidInput("'dimensions' must be a positive whole number")
+    if dimensions > size:
+        raise InvalidInput(f"this model makes {size}-dimension vectors; 'dimensions' "
+                           f"may be at most {size}")
+    if dimensions == size:
+        return vectors
+    out = []
+    for vec in vectors:
+        cut = vec[:dimensions]
+        norm = sum(x * x for x in cut) ** 0.5
+        out.append([x / norm for x in cut] if norm > 0 else cut)
+    return out

@@ -31,6 +31,16 @@ from llmtui.api.common import (
     ns,
     read_body,
     read_json,
+    shorten_vectors,
+)
+from llmtui.api.reply import (
+    Piece,
+    ReplyStream,
+    ThinkPlan,
+    check_logprobs,
+    collect,
+    logprob_fields,
+    plan_thinking,
 )
 from llmtui.api.validate import check_format, check_messages, check_options, check_text
 from llmtui.backends.tools import check_tools, parse_tool_calls
@@ -63,6 +73,16 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
     }
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
+    return out
+
+
+def piece_extras(piece: Piece) -> dict[str, Any]:
+    """/api/generate's optional fields of a piece of reply: thinking and logprobs."""
+    out: dict[str, Any] = {}
+    if piece.thinking:
+        out["thinking"] = piece.thinking
+    if piece.logprobs:
+        out["logprobs"] = piece.logprobs
     return out
 
 
@@ -177,49 +197,53 @@ class OllamaAPI:
         return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
     async def _run(self, kind: str, model: str, req: dict[str, Any], keep_alive: Any,
-                   stream: bool, make_chunk: Callable[[str], dict[str, Any]],
-                   make_final: Callable[[str, dict[str, Any], list[dict[str, Any]]],
+                   stream: bool, make_chunk: Callable[[Piece], dict[str, Any]],
+                   make_final: Callable[[Piece, dict[str, Any], list[dict[str, Any]]],
                                         dict[str, Any]],
-                   tools: list[dict[str, Any]] | None = None) -> Response:
+                   tools: list[dict[str, Any]] | None = None,
+                   plan: ThinkPlan | None = None) -> Response:
         events = self.engine.stream(kind, model, req, keep_alive)
         first = await first_event(events)
-        watcher = ToolStream(tools)
+        reply = ReplyStream(plan, ToolStream(tools))
         if not stream:
-            parts: list[str] = []
-            stats: dict[str, Any] = {}
-            try:
-                event = first
-                while event is not None:
-                    if "text" in event:
-                        parts.append(event["text"])
-                    else:
-                        stats = event["stats"]
-                    event = await anext(events, None)
-            finally:
-                await events.aclose()
-            text = "".join(parts)
-            calls = parse_tool_calls(text, tools) if tools else []
-            return JSONResponse(make_final("" if calls else text, stats, calls))
+            stats, calls = await collect(events, first, reply)
+            whole = Piece(thinking=reply.thought, content="" if calls else reply.text,
+                          logprobs=reply.logprobs)
+            return JSONResponse(make_final(whole, stats, calls))
 
         async def body() -> AsyncIterator[bytes]:
             try:
                 event = first
                 while event is not None:
-                    if "text" in event:
-                        out = watcher.feed(event["text"])
-                        if out:
-                            yield self._line(make_chunk(out))
-                    else:
-                        rest, calls = watcher.finish()
+                    if "stats" in event:
+                        rest, calls = reply.finish()
                         if rest:
                             yield self._line(make_chunk(rest))
-                        yield self._line(make_final("", event["stats"], calls))
+                        yield self._line(make_final(Piece(), event["stats"], calls))
+                    else:
+                        piece = reply.feed(event)
+                        if piece:
+                            yield self._line(make_chunk(piece))
                     event = await anext(events, None)
             except LlmtuiError as exc:
                 yield self._line(error_body(exc))
             finally:
                 await events.aclose()
         return StreamingResponse(body(), media_type=NDJSON)
+
+    async def think_and_logprobs(self, data: dict[str, Any], model: str, req: dict[str, Any],
+                                 raw_prompt: str | None = None) -> ThinkPlan:
+        """Read ``think``, ``logprobs`` and ``top_logprobs`` into the engine request;
+        the plan says how to split the reply."""
+        want, top = check_logprobs(data.get("logprobs"), data.get("top_logprobs"))
+        req.update(logprob_fields(want, top))
+        plan = await plan_thinking(self.engine.store, model, data.get("think"),
+                                   template=req.get("template"),
+                                   structured=bool(req.get("format") or req.get("suffix")),
+                                   raw_prompt=raw_prompt)
+        if plan.think is not None:
+            req["think"] = plan.think
+        return plan
 
     async def _load_or_unload(self, model: str, keep_alive: Any, key: str) -> Response:
         base: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "done": True}
@@ -272,19 +296,22 @@ class OllamaAPI:
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
+        plan = await self.think_and_logprobs(data, model, req,
+                                             raw_prompt=prompt if req["raw"] else None)
 
-        def chunk(text: str) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(), "response": text,
-                    "done": False}
+        def chunk(piece: Piece) -> dict[str, Any]:
+            return {"model": model, "created_at": now_rfc3339(), "response": piece.content,
+                    **piece_extras(piece), "done": False}
 
-        def final(text: str, stats: dict[str, Any], _calls: Any) -> dict[str, Any]:
-            out = {"model": model, "created_at": now_rfc3339(), "response": text,
-                   "done": True, "done_reason": done_reason(stats)}
+        def final(piece: Piece, stats: dict[str, Any], _calls: Any) -> dict[str, Any]:
+            out = {"model": model, "created_at": now_rfc3339(), "response": piece.content,
+                   **piece_extras(piece), "done": True, "done_reason": done_reason(stats)}
             if stats.get("context"):
                 out["context"] = stats["context"]
             return {**out, **stats_fields(stats)}
 
-        return await self._run("generate", model, req, keep_alive, stream, chunk, final)
+        return await self._run("generate", model, req, keep_alive, stream, chunk, final,
+                               plan=plan)
 
     async def chat(self, request: Request) -> Response:
         """Chat over a list of messages; tools and tool calls as Ollama documents them."""
@@ -303,20 +330,30 @@ class OllamaAPI:
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
+        plan = await self.think_and_logprobs(data, model, req)
 
-        def chunk(text: str) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": text}, "done": False}
+        def message(piece: Piece) -> dict[str, Any]:
+            out: dict[str, Any] = {"role": "assistant", "content": piece.content}
+            if piece.thinking:
+                out["thinking"] = piece.thinking
+            return out
 
-        def final(text: str, stats: dict[str, Any],
+        def chunk(piece: Piece) -> dict[str, Any]:
+            extra = {"logprobs": piece.logprobs} if piece.logprobs else {}
+            return {"model": model, "created_at": now_rfc3339(), "message": message(piece),
+                    **extra, "done": False}
+
+        def final(piece: Piece, stats: dict[str, Any],
                   calls: list[dict[str, Any]]) -> dict[str, Any]:
-            message: dict[str, Any] = {"role": "assistant", "content": text}
+            msg = message(piece)
             if calls:
-                message["tool_calls"] = calls
-            return {"model": model, "created_at": now_rfc3339(), "message": message,
+                msg["tool_calls"] = calls
+            extra = {"logprobs": piece.logprobs} if piece.logprobs else {}
+            return {"model": model, "created_at": now_rfc3339(), "message": msg, **extra,
                     "done": True, "done_reason": done_reason(stats), **stats_fields(stats)}
 
-        return await self._run("chat", model, req, keep_alive, stream, chunk, final, tools)
+        return await self._run("chat", model, req, keep_alive, stream, chunk, final, tools,
+                               plan)
 
     def inputs(self, raw: Any) -> list[str]:
         inputs = [raw] if isinstance(raw, str) else raw
@@ -338,7 +375,8 @@ class OllamaAPI:
                                          self._keep_alive(data),
                                          truncate=data.get("truncate", True) is not False)
         return JSONResponse({
-            "model": model, "embeddings": result["embeddings"],
+            "model": model,
+            "embeddings": shorten_vectors(result["embeddings"], data.get("dimensions")),
             "total_duration": ns(time.perf_counter() - started),
             "load_duration": ns(result["load_seconds"]),
             "prompt_eval_count": result.get("tokens", 0),
@@ -406,17 +444,22 @@ class OllamaAPI:
         store = self.engine.store
         manifest, path = store.resolve_file(model)
         model_info: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
         template = manifest.template or ""
         license_ = manifest.license or ""
         if manifest.format == "gguf":
-            from llmtui.models.gguf_info import read_info
+            from llmtui.models.gguf_info import SkippedArray, read_info
 
-            info = await asyncio.to_thread(read_info, path)
-            model_info = {k: v for k, v in info.metadata.items()
-                          if not k.startswith("tokenizer.") or data.get("verbose")}
+            # Like Ollama: arrays of more than five items are empty unless verbose.
+            info = await asyncio.to_thread(read_info, path, -1 if data.get("verbose") else 5)
+            metadata = info.metadata
+            model_info = {k: [] if isinstance(v, SkippedArray) else v
+                          for k, v in metadata.items()
+                          if k not in ("general.name", "tokenizer.chat_template")}
             model_info["general.parameter_count"] = info.parameters
             template = template or info.chat_template or ""
             license_ = info.license or license_
+        from llmtui.models.capabilities import capabilities
         params = manifest.parameters_override or {}
         modelfile = (f"FROM {path.name}\n"
                      + (f'TEMPLATE """{template}"""\n' if template else "")
@@ -427,7 +470,7 @@ class OllamaAPI:
             "parameters": "\n".join(f"{k} {json.dumps(v)}" for k, v in params.items()),
             "template": template, "system": manifest.system or "", "license": license_,
             "details": details(manifest), "model_info": model_info,
-            "capabilities": list(manifest.capabilities),
+            "capabilities": capabilities(manifest, metadata, template or None),
             "modified_at": datetime.fromtimestamp(store.modified(manifest), UTC).isoformat(),
         })
 

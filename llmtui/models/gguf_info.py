@@ -97,13 +97,33 @@ _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: 
 _STRING, _ARRAY = 8, 9
 
 
-def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
+class SkippedArray(str):
+    """Stands for an array that was not read (vocabularies are large): "[array of N]"."""
+
+    length: int
+
+    def __new__(cls, length: int) -> SkippedArray:
+        obj = super().__new__(cls, f"[array of {length}]")
+        obj.length = length
+        return obj
+
+
+def _value(cur: _Cursor, vtype: int, depth: int = 0, arrays: int = 0) -> Any:
     if vtype in _SCALARS:
         return cur.unpack(_SCALARS[vtype])
     if vtype == _STRING:
         return cur.string()
     if vtype == _ARRAY and depth < 2:
         item_type, count = cur.unpack("I"), cur.unpack("Q")
+        if arrays < 0 or count <= arrays:
+            if item_type in _SCALARS:
+                fmt = _SCALARS[item_type]
+                if count * struct.calcsize("<" + fmt) > len(cur.buf) - cur.pos:
+                    raise BadModelFile(f"{cur.name} is truncated: metadata runs past the "
+                                       "end of the file")
+                return list(struct.unpack(f"<{count}{fmt}",
+                                          cur.take(count * struct.calcsize("<" + fmt))))
+            return [_value(cur, item_type, depth + 1, arrays) for _ in range(count)]
         if item_type in _SCALARS:
             size = struct.calcsize("<" + _SCALARS[item_type])
             cur.skip(size * count)  # skipped: vocabularies are large and not shown
@@ -113,15 +133,17 @@ def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
         else:
             for _ in range(count):
                 _value(cur, item_type, depth + 1)
-        return f"[array of {count}]"
+        return SkippedArray(count)
     raise BadModelFile(f"{cur.name} is malformed: unknown metadata type {vtype}")
 
 
-def read_info(path: Path) -> GGUFInfo:
+def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
     """Parse a GGUF file's metadata and tensor table; truncation is an error, not a crash.
 
     A direct reader over mmap (using the ``gguf`` package's quantization tables) instead of
     ``gguf.GGUFReader``, which materialises every vocabulary entry and takes seconds.
+    Arrays of up to ``arrays`` items are read (all of them when negative); longer ones
+    are :class:`SkippedArray` placeholders.
     """
     import mmap
 
@@ -140,7 +162,7 @@ def read_info(path: Path) -> GGUFInfo:
             for _ in range(n_kv):
                 key = cur.string()
                 vtype = cur.unpack("I")
-                value = _value(cur, vtype)
+                value = _value(cur, vtype, arrays=arrays)
                 metadata[key] = value
                 if key == "tokenizer.chat_template" and isinstance(value, str):
                     chat_template = value
