@@ -77,8 +77,10 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
 
     graphql = LazyGraphQL(engine)
     from llmtui.api.rag import RagAPI
+    from llmtui.api.responses import ResponsesAPI
 
     routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(), *RagAPI(api).routes(),
+              *ResponsesAPI(api).routes(),
               Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
               WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),
