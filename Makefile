@@ -25,7 +25,7 @@ endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
-.PHONY: setup sysdeps models run test lint bench clean
+.PHONY: setup sysdeps models jsdeps run test lint bench clean
 
 setup: $(STAMP)
 
@@ -43,9 +43,12 @@ $(STAMP): pyproject.toml
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make
-# speech, tmux for terminal tests). Installed with apt-get when running as root.
+# speech, tmux for terminal tests, Node.js and npm for the JavaScript client tests).
+# Installed with apt-get when running as root.
 sysdeps:
 	@missing=""; for p in $(SYSPKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing system packages:$$missing"; \
@@ -57,6 +60,11 @@ sysdeps:
 models: $(STAMP)
 	$(BIN)/python tests/fetch_models.py
 
+# The official JavaScript clients (npm ollama and openai, pinned in tests/js/package.json),
+# installed once into a cache outside the repository (~/.cache/llmtui-js, or $LLMTUI_JS_DEPS).
+jsdeps: $(STAMP) sysdeps
+	$(BIN)/python tests/js/deps.py
+
 # Pull the default model and open the full-screen chat on it.
 run: setup
 	$(BIN)/llm pull smollm2:135m
@@ -66,7 +74,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check llmtui tests bench
 	$(BIN)/mypy
 
-test: setup sysdeps models lint
+test: setup sysdeps models jsdeps lint
 	$(BIN)/python -m pytest -q
 
 bench: setup models
