@@ -28,6 +28,8 @@ class GenOptions:
     truncate: bool = False
     verbose: bool = False
     keep_alive: str | None = None
+    think: bool | str | None = None  # None: the model's default
+    hide_thinking: bool = False
 
 
 def build_options(model: str | None, system: str | None, temperature: float | None,
@@ -117,6 +119,8 @@ def stream_reply(
                           "truncate": opts.truncate}
     if opts.keep_alive is not None:
         kw["keep_alive"] = opts.keep_alive
+    if opts.think is not None:
+        kw["think"] = opts.think
     if messages is not None:
         it = client.chat(opts.model, messages, **kw)
         key = "message"
@@ -124,18 +128,26 @@ def stream_reply(
         it = client.generate(opts.model, prompt or "", system=opts.system, **kw)
         key = "response"
     parts: list[str] = []
+    thoughts = Thoughts(echo and not opts.json_out and not opts.hide_thinking)
     final: dict[str, Any] = {}
     try:
         for part in it:
+            body = part[key] if key == "message" else part
+            thoughts.add(str(body.get("thinking") or ""))
             if part.get("done"):
                 final = part
                 break
-            text = part[key]["content"] if key == "message" else part.get("response", "")
+            text = body["content"] if key == "message" else part.get("response", "")
+            if text:
+                thoughts.end()
             parts.append(text)
             if echo and not opts.json_out:
                 _write(text)
     finally:
         it.close()  # ends the HTTP stream: the daemon cancels the generation
+        thoughts.end()
+    if thoughts.text:
+        final = {**final, "thinking": thoughts.text}
     text = "".join(parts)
     if echo and not opts.json_out and text and not text.endswith("\n"):
         _write("\n")
@@ -145,6 +157,44 @@ def stream_reply(
     if final.get("done_reason") == "length" and "num_predict" not in opts.options:
         info("note: the reply stopped because the context is full")
     return text, final
+
+
+class Thoughts:
+    """A thinking model's reasoning, shown on stderr (stdout stays the answer alone), as
+    Ollama's CLI frames it: "Thinking..." then the reasoning then "...done thinking."."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.parts: list[str] = []
+        self.open = False
+        self.dim = show and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self.parts.append(text)
+        if self.show:
+            if not self.open:
+                self.open = True
+                self._err("Thinking...\n")
+            self._err(text)
+
+    def end(self) -> None:
+        if self.open:
+            self.open = False
+            tail = "" if "".join(self.parts).endswith("\n") else "\n"
+            self._err(tail + "...done thinking.\n\n")
+
+    def _err(self, text: str) -> None:
+        try:
+            sys.stderr.write(f"\x1b[2m{text}\x1b[0m" if self.dim else text)
+            sys.stderr.flush()
+        except (BrokenPipeError, ValueError):
+            self.show = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def stats_of(final: dict[str, Any]) -> dict[str, Any]:
@@ -165,8 +215,10 @@ def stats_of(final: dict[str, Any]) -> dict[str, Any]:
 
 def emit_result(opts: GenOptions, text: str, final: dict[str, Any]) -> None:
     if opts.json_out:
-        _write(json.dumps({"model": opts.model, "text": text, "stats": stats_of(final)},
-                          ensure_ascii=False) + "\n")
+        out: dict[str, Any] = {"model": opts.model, "text": text}
+        if final.get("thinking"):
+            out["thinking"] = final["thinking"]
+        _write(json.dumps({**out, "stats": stats_of(final)}, ensure_ascii=False) + "\n")
     if opts.verbose:
         s = stats_of(final)
         info(f"load {(s['load_duration'] or 0) / 1e9:.2f}s · prompt {s['prompt_eval_count']} "
@@ -214,13 +266,34 @@ def run(
     max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
     ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="e.g. 10m, 0, -1."),
+    think: bool | None = typer.Option(
+        None, "--think/--no-think", show_default=False,
+        help="Turn a thinking model's reasoning on or off (default: the model's)."),
+    think_level: str | None = typer.Option(
+        None, "--think-level", help="Reasoning effort for models that take one: low, "
+        "medium or high (implies --think)."),
+    hide_thinking: bool = typer.Option(
+        False, "--hidethinking", help="Let the model think, but do not show its reasoning."),
 ) -> None:
-    """Run a prompt (one-shot with a prompt or stdin) or an interactive session."""
+    """Run a prompt (one-shot with a prompt or stdin) or an interactive session.
+
+    A thinking model's reasoning goes to stderr, framed by "Thinking..." and
+    "...done thinking."; stdout carries the answer alone."""
     words = list(args or [])
     if model is None and words and _is_model(words[0]):
         model = words.pop(0)
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)
+    opts.hide_thinking = hide_thinking
+    if think_level is not None:
+        from llmtui.backends.thinking import LEVELS
+
+        if think_level.lower() not in LEVELS or think is False:
+            raise InvalidInput("--think-level must be low, medium or high (and goes "
+                               "without --no-think)")
+        opts.think = think_level.lower()
+    elif think is not None:
+        opts.think = think
     if keep_alive is not None:
         from llmtui.engine.manager import parse_keep_alive
 

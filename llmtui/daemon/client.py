@@ -96,8 +96,10 @@ class _Base:
     def _generate_body(model: str, prompt: str, *, system: str | None = None,
                        options: dict[str, Any] | None = None, format: Any = None,
                        raw: bool = False, keep_alive: Any = None, truncate: bool = False,
-                       stream: bool = True) -> dict[str, Any]:
+                       stream: bool = True, think: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": stream}
+        if think is not None:
+            body["think"] = think
         if system:
             body["system"] = system
         if options:
@@ -116,8 +118,10 @@ class _Base:
     def _chat_body(model: str, messages: list[dict[str, Any]], *,
                    options: dict[str, Any] | None = None, format: Any = None,
                    keep_alive: Any = None, truncate: bool = False, tools: Any = None,
-                   stream: bool = True) -> dict[str, Any]:
+                   stream: bool = True, think: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+        if think is not None:
+            body["think"] = think
         if options:
             body["options"] = options
         if format is not None:
