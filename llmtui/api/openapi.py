@@ -22,6 +22,15 @@ _KEEP = {"description": "duration (\"5m\") or seconds; 0 unloads, negative keeps
          "oneOf": [_STR, {"type": "number"}]}
 
 
+_THINK = {"description": "a thinking model's reasoning: true/false, or \"low\", "
+          "\"medium\", \"high\"", "oneOf": [{"type": "boolean"},
+                                             {"enum": ["low", "medium", "high"]}]}
+_TOP = {"type": "integer", "minimum": 0, "maximum": 20}
+_DIMS = {"type": "integer", "minimum": 1,
+         "description": "keep the first N values, re-normalised (Matryoshka)"}
+_TOOL_CHOICE = {"oneOf": [{"enum": ["auto", "none", "required"]}, {"type": "object"}]}
+
+
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
@@ -32,13 +41,16 @@ BODIES: dict[str, dict[str, Any]] = {
                           images={"type": "array", "items": _STR}, options=_OPTIONS,
                           context={"type": "array", "items": {"type": "integer"}},
                           stream={"type": "boolean"}, keep_alive=_KEEP,
-                          truncate={"type": "boolean"}),
+                          truncate={"type": "boolean"}, think=_THINK,
+                          logprobs={"type": "boolean"}, top_logprobs=_TOP),
     "/api/chat": _obj(["model"], model=_STR, messages=_MESSAGES, format=_FORMAT,
                       tools={"type": "array", "items": {"type": "object"}}, options=_OPTIONS,
-                      stream={"type": "boolean"}, keep_alive=_KEEP),
+                      stream={"type": "boolean"}, keep_alive=_KEEP, think=_THINK,
+                      logprobs={"type": "boolean"}, top_logprobs=_TOP),
     "/api/embed": _obj(["model", "input"], model=_STR,
                        input={"oneOf": [_STR, {"type": "array", "items": _STR}]},
-                       truncate={"type": "boolean"}, options=_OPTIONS, keep_alive=_KEEP),
+                       truncate={"type": "boolean"}, options=_OPTIONS, keep_alive=_KEEP,
+                       dimensions=_DIMS),
     "/api/embeddings": _obj(["model", "prompt"], model=_STR, prompt=_STR),
     "/api/show": _obj(["model"], model=_STR, verbose={"type": "boolean"}),
     "/api/pull": _obj(["model"], model=_STR, stream={"type": "boolean"}),
@@ -59,12 +71,26 @@ BODIES: dict[str, dict[str, Any]] = {
                                  stop={"oneOf": [_STR, {"type": "array"}]},
                                  response_format={"type": "object"},
                                  tools={"type": "array"}, num_ctx={"type": "integer"},
-                                 options=_OPTIONS),
+                                 options=_OPTIONS, tool_choice=_TOOL_CHOICE,
+                                 n={"type": "integer", "minimum": 1, "maximum": 16},
+                                 logprobs={"type": "boolean"}, top_logprobs=_TOP,
+                                 reasoning_effort={"enum": ["none", "minimal", "low",
+                                                            "medium", "high", "xhigh"]}),
     "/v1/completions": _obj(["model", "prompt"], model=_STR, prompt=_STR, suffix=_STR,
-                            max_tokens={"type": "integer"}, stream={"type": "boolean"}),
+                            max_tokens={"type": "integer"}, stream={"type": "boolean"},
+                            n={"type": "integer", "minimum": 1, "maximum": 16},
+                            logprobs=_TOP),
     "/v1/embeddings": _obj(["model", "input"], model=_STR,
                            input={"oneOf": [_STR, {"type": "array", "items": _STR}]},
-                           encoding_format={"enum": ["float", "base64"]}),
+                           encoding_format={"enum": ["float", "base64"]}, dimensions=_DIMS),
+    "/v1/responses": _obj(["model", "input"], model=_STR,
+                          input={"oneOf": [_STR, {"type": "array", "items": {
+                              "type": "object"}}]},
+                          instructions=_STR, max_output_tokens={"type": "integer"},
+                          temperature={"type": "number"}, top_p={"type": "number"},
+                          reasoning={"type": "object"}, tools={"type": "array"},
+                          tool_choice=_TOOL_CHOICE, text={"type": "object"},
+                          stream={"type": "boolean"}),
 }
 
 STREAMING = {"/api/generate", "/api/chat", "/api/pull", "/api/create"}

@@ -237,3 +237,23 @@ def test_thinking_field_of_earlier_replies_reaches_the_template(oc: ollama.Clien
         shots.append(m)
     r = oc.chat(model=THINKER, messages=[*shots, ASK[-1]], options=SAME)
     assert r.message.thinking == THOUGHT and r.message.content == ANSWER
+
+
+def test_batch_and_websocket_split_thinking(think_daemon: TcpDaemon) -> None:
+    from websockets.sync.client import connect
+
+    r = httpx.post(think_daemon.url + "/api/x/batch", timeout=120, json={
+        "model": THINKER, "options": SAME,
+        "requests": [{"messages": ASK}, {"prompt": "What is 4+4?", "think": "extreme"}]})
+    first, second = r.json()["results"]
+    assert first["message"] == {"role": "assistant", "content": ANSWER, "thinking": THOUGHT}
+    assert second["code"] == "invalid_input" and "think" in second["error"]
+    ws_url = think_daemon.url.replace("http://", "ws://") + "/api/x/ws"
+    with connect(ws_url, open_timeout=30) as ws:
+        ws.send(json.dumps({"type": "chat", "id": "a", "model": THINKER, "messages": ASK,
+                            "options": SAME}))
+        frames = []
+        while not frames or frames[-1]["type"] not in ("done", "error"):
+            frames.append(json.loads(ws.recv(timeout=120)))
+    assert "".join(f.get("thinking", "") for f in frames) == THOUGHT
+    assert "".join(f.get("content", "") for f in frames) == ANSWER
