@@ -88,6 +88,8 @@ def show(
         from llmtui.models.gguf_info import read_info
 
         gguf = read_info(path)
+    from llmtui.models.capabilities import capabilities
+
     if template:
         if gguf is None or gguf.chat_template is None:
             info(f"{manifest.name} has no chat template (plain completion)")
@@ -104,7 +106,9 @@ def show(
         "embedding_length": gguf.embedding_length if gguf else None,
         "chat_template": bool(gguf and gguf.chat_template),
         "license": (gguf.license if gguf else None) or manifest.license,
-        "capabilities": list(manifest.capabilities),
+        "capabilities": capabilities(manifest, gguf.metadata if gguf else {},
+                                     manifest.template or (gguf.chat_template if gguf
+                                                           else None)),
         "size": manifest.size, "digest": f"sha256:{manifest.digest}",
         "source": manifest.source,
         "location": str(path if len(manifest.layers) == 1 else store.model_dir(manifest)),

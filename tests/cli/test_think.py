@@ -52,6 +52,13 @@ def test_reasoning_goes_to_stderr(tllm: Runner) -> None:
     assert off.returncode == 0 and "Thinking..." not in off.stderr
 
 
+def test_show_lists_thinking(tllm: Runner) -> None:
+    shown = json.loads(tllm("show", "thinker", "--json").stdout)
+    assert shown["capabilities"] == ["completion", "thinking"]
+    assert json.loads(tllm("show", "smollm2:135m", "--json").stdout)["capabilities"] == \
+        ["completion"]
+
+
 def test_think_errors(tllm: Runner) -> None:
     res = tllm("run", "smollm2:135m", "hi", *Q, "--think")
     assert res.returncode == ExitCode.INVALID_INPUT
