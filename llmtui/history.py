@@ -67,6 +67,8 @@ class Message:
             if att.get("text") is not None:
                 name = att.get("name", "file")
                 text = f"{text}\n\n<file name=\"{name}\">\n{att['text']}\n</file>"
+        if self.role == "assistant" and self.stats.get("thinking"):
+            return {"role": self.role, "content": text, "thinking": self.stats["thinking"]}
         return {"role": self.role, "content": text}
 
     def to_json(self) -> dict[str, Any]:

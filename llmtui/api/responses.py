@@ -319,19 +319,24 @@ class Shell:
                              output_index=self.index, summary_index=0, delta=piece.thinking)
         if piece.content:
             yield from self._end_reasoning()
-            if self.text is None:
-                self.text = []
-                yield self.event("response.output_item.added", output_index=self.index,
-                                 item={**self._message_item("", "in_progress"),
-                                       "content": []})
-                yield self.event("response.content_part.added", item_id=self.msg_id,
-                                 output_index=self.index, content_index=0,
-                                 part={"type": "output_text", "text": "", "annotations": [],
-                                       "logprobs": []})
+            yield from self._open_message()
+            assert self.text is not None
             self.text.append(piece.content)
             yield self.event("response.output_text.delta", item_id=self.msg_id,
                              output_index=self.index, content_index=0, delta=piece.content,
                              logprobs=[])
+
+    def _open_message(self) -> Iterator[dict[str, Any]]:
+        """Start the message item and its text part, once."""
+        if self.text is not None:
+            return
+        self.text = []
+        yield self.event("response.output_item.added", output_index=self.index,
+                         item={**self._message_item("", "in_progress"), "content": []})
+        yield self.event("response.content_part.added", item_id=self.msg_id,
+                         output_index=self.index, content_index=0,
+                         part={"type": "output_text", "text": "", "annotations": [],
+                               "logprobs": []})
 
     def _end_reasoning(self) -> Iterator[dict[str, Any]]:
         if self.reasoning is None:
@@ -363,14 +368,7 @@ class Shell:
             self.index += 1
         if not calls:
             text = "".join(self.text or [])
-            if self.text is None:  # an empty reply is still a message
-                yield self.event("response.output_item.added", output_index=self.index,
-                                 item={**self._message_item("", "in_progress"),
-                                       "content": []})
-                yield self.event("response.content_part.added", item_id=self.msg_id,
-                                 output_index=self.index, content_index=0,
-                                 part={"type": "output_text", "text": "", "annotations": [],
-                                       "logprobs": []})
+            yield from self._open_message()  # an empty reply is still a message
             part = self._message_item(text)["content"][0]
             yield self.event("response.output_text.done", item_id=self.msg_id,
                              output_index=self.index, content_index=0, text=text,

@@ -39,6 +39,7 @@ from llmtui.tui.screens import (
     Prompt,
     SettingsScreen,
 )
+from llmtui.tui.thinking import ThinkingView
 
 MAX_ATTACHMENT = 2 * 1024 * 1024  # bytes of text per attached file
 SAVE_EVERY = 0.5  # seconds between saves of a streaming reply
@@ -125,6 +126,8 @@ class MessageView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self.who(), classes="who")
+        if self.message.role == "assistant" and self.message.stats.get("thinking"):
+            yield ThinkingView(str(self.message.stats["thinking"]))
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
             yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
@@ -567,6 +570,7 @@ class ChatApp(App[None]):
         last_save = time.monotonic()
         collection = self.rag.get(conv.id)
         chunks: list[dict[str, Any]] = []
+        thinking: ThinkingView | None = None  # mounted when reasoning arrives
         if collection:
             question = request[-1]["content"]
             parts = self.backend.rag_chat(collection, conv.model, question,
@@ -578,8 +582,16 @@ class ChatApp(App[None]):
             async for part in parts:
                 if "chunks" in part:
                     chunks = part["chunks"]
+                thought = (part.get("message") or {}).get("thinking") or ""
+                if thought:
+                    if thinking is None:
+                        thinking = ThinkingView(live=True)
+                        await view.mount(thinking, before=body)
+                    thinking.add(thought)
                 piece = (part.get("message") or {}).get("content") or ""
                 if piece:
+                    if thinking is not None:
+                        thinking.finish()
                     msg.content += piece
                     await stream.write(piece)
                     if scroll.max_scroll_y - scroll.scroll_y < 3:
@@ -608,6 +620,9 @@ class ChatApp(App[None]):
             self._explain(exc)
         finally:
             await stream.stop()
+            if thinking is not None:
+                thinking.finish()
+                msg.stats["thinking"] = thinking.text  # kept with the reply, and sent back
             self.history.save(msg)
             view.refresh_stats()
             self.generating = False

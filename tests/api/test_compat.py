@@ -13,7 +13,7 @@ import ollama
 import openai
 import pytest
 
-from tests.api.conftest import TcpDaemon
+from tests.api.conftest import TcpDaemon, ollama_client, openai_client
 
 SMOL = "smollm2:135m"
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
@@ -21,13 +21,12 @@ GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 
 @pytest.fixture(scope="module")
 def oc(tcp: TcpDaemon) -> ollama.Client:
-    return ollama.Client(host=tcp.url, timeout=120)
+    return ollama_client(tcp)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
 def ai(tcp: TcpDaemon) -> openai.OpenAI:
-    return openai.OpenAI(base_url=tcp.url + "/v1", api_key="unused", timeout=120,
-                         max_retries=0)
+    return openai_client(tcp)  # type: ignore[no-any-return]
 
 
 # -- options leniency -----------------------------------------------------------------------

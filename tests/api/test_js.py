@@ -7,13 +7,12 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.api.conftest import TcpDaemon
-from tests.conftest import ROOT, import_models
+from tests.conftest import ROOT
 from tests.js import deps
 
 SUITE = ROOT / "tests" / "js" / "suite.cjs"
@@ -24,19 +23,10 @@ def node_modules() -> Path:
     return deps.ensure()
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, smollm: Path,
-           thinker: Path) -> Iterator[TcpDaemon]:
-    home = tmp_path_factory.mktemp("js") / "home"
-    import_models(home, smollm, extra={"thinker": thinker})
-    with TcpDaemon(home) as d:
-        yield d
-
-
-def test_javascript_clients(daemon: TcpDaemon, node_modules: Path) -> None:
+def test_javascript_clients(think_tcp: TcpDaemon, node_modules: Path) -> None:
     node = shutil.which("node")
     assert node, "node is needed for the JavaScript client tests (make sysdeps)"
-    env = {**os.environ, "LLMTUI_URL": daemon.url, "NODE_PATH": str(node_modules)}
+    env = {**os.environ, "LLMTUI_URL": think_tcp.url, "NODE_PATH": str(node_modules)}
     res = subprocess.run([node, str(SUITE)], env=env, capture_output=True, text=True,
                          timeout=600, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
@@ -12,9 +10,8 @@ import pytest
 
 from llmtui.api.responses import input_messages
 from llmtui.errors import InvalidInput
-from tests.api.conftest import TcpDaemon
+from tests.api.conftest import TcpDaemon, openai_client
 from tests.api.test_thinking import ANSWER, ASK, THINKER, THOUGHT
-from tests.conftest import import_models
 
 SMOL = "smollm2:135m"
 WEATHER = [{"type": "function", "name": "get_weather", "description": "Weather for a city",
@@ -26,18 +23,13 @@ PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory, smollm: Path,
-           thinker: Path) -> Iterator[TcpDaemon]:
-    home = tmp_path_factory.mktemp("responses") / "home"
-    import_models(home, smollm, extra={"thinker": thinker})
-    with TcpDaemon(home) as d:
-        yield d
+def daemon(think_tcp: TcpDaemon) -> TcpDaemon:
+    return think_tcp
 
 
 @pytest.fixture(scope="module")
-def ai(daemon: TcpDaemon) -> openai.OpenAI:
-    return openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused", timeout=120,
-                         max_retries=0)
+def ai(think_tcp: TcpDaemon) -> openai.OpenAI:
+    return openai_client(think_tcp)  # type: ignore[no-any-return]
 
 
 def test_input_items_become_messages() -> None:

@@ -4,8 +4,6 @@ reasoning template (tests/thinking_model.py) on the SmolLM2 test model."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,8 +20,7 @@ from llmtui.backends.thinking import (
     think_from_effort,
 )
 from llmtui.errors import InvalidInput
-from tests.api.conftest import TcpDaemon
-from tests.conftest import import_models
+from tests.api.conftest import TcpDaemon, ollama_client, openai_client
 from tests.thinking_model import THINK_TEMPLATE
 
 SMOL = "smollm2:135m"
@@ -92,23 +89,18 @@ def test_templates_that_think() -> None:
 # -- over the API -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def think_daemon(tmp_path_factory: pytest.TempPathFactory, smollm: Path,
-                 thinker: Path) -> Iterator[TcpDaemon]:
-    home = tmp_path_factory.mktemp("think") / "home"
-    import_models(home, smollm, extra={"thinker": thinker})
-    with TcpDaemon(home) as daemon:
-        yield daemon
+def think_daemon(think_tcp: TcpDaemon) -> TcpDaemon:
+    return think_tcp
 
 
 @pytest.fixture(scope="module")
-def oc(think_daemon: TcpDaemon) -> ollama.Client:
-    return ollama.Client(host=think_daemon.url, timeout=120)
+def oc(think_tcp: TcpDaemon) -> ollama.Client:
+    return ollama_client(think_tcp)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
-def ai(think_daemon: TcpDaemon) -> openai.OpenAI:
-    return openai.OpenAI(base_url=think_daemon.url + "/v1", api_key="unused", timeout=120,
-                         max_retries=0)
+def ai(think_tcp: TcpDaemon) -> openai.OpenAI:
+    return openai_client(think_tcp)  # type: ignore[no-any-return]
 
 
 def test_capabilities(oc: ollama.Client) -> None:
