@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmtui.api.common import guarded, model_field, shorten_vectors
+from llmtui.api.common import guarded, model_field, shorten_vectors, unless_gone
 from llmtui.api.ollama import OllamaAPI, ToolStream
 from llmtui.api.reply import (
     Piece,
@@ -41,6 +41,8 @@ from llmtui.models.names import ModelName
 
 #: The most choices one request may ask for (OpenAI's ``n``).
 MAX_CHOICES = 16
+#: OpenAI's default for /v1/completions without max_tokens (not "until the context ends").
+DEFAULT_COMPLETION_TOKENS = 16
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 404: "not_found_error", 503: "server_busy"}
@@ -89,11 +91,15 @@ def _finish(stats: dict[str, Any], calls: list[Any]) -> str:
     return "length" if stats.get("done_reason") == "length" else "stop"
 
 
-def _usage(all_stats: list[dict[str, Any]]) -> dict[str, int]:
+def _usage(all_stats: list[dict[str, Any]]) -> dict[str, Any]:
     """Token counts of one or more choices: the prompt counts once, replies add up."""
-    p = int(all_stats[0].get("prompt_tokens") or 0) if all_stats else 0
+    first = all_stats[0] if all_stats else {}
+    p = int(first.get("prompt_tokens") or 0)
     c = sum(int(stats.get("completion_tokens") or 0) for stats in all_stats)
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if first.get("cached_tokens"):
+        usage["prompt_tokens_details"] = {"cached_tokens": int(first["cached_tokens"])}
+    return usage
 
 
 def reasoning_fields(text: str) -> dict[str, str]:
@@ -167,7 +173,7 @@ class OpenAIAPI:
             opts["num_predict"] = limit
         if data.get("stop") is not None:
             opts["stop"] = data["stop"]
-        return self.o.options(opts)
+        return self.o.options(opts, data.get("model"))
 
     @staticmethod
     def _format(data: dict[str, Any]) -> Any:
@@ -277,8 +283,9 @@ class OpenAIAPI:
         replies = [ReplyStream(plan, ToolStream(tools)) for _ in reqs]
         want_logprobs = bool(req.get("logprobs"))
         if not data.get("stream"):
-            results = await run_all([collect(s, None, r)
-                                     for s, r in zip(streams, replies, strict=True)])
+            # A client that hangs up meanwhile stops every choice at once.
+            results = await unless_gone(request, run_all([
+                collect(s, None, r) for s, r in zip(streams, replies, strict=True)]))
             choices = []
             for i, (reply, (stats, calls)) in enumerate(zip(replies, results, strict=True)):
                 message: dict[str, Any] = {"role": "assistant",
@@ -357,9 +364,15 @@ class OpenAIAPI:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise InvalidInput("'prompt' must be a string (one prompt per request)")
+        if not prompt:
+            raise InvalidInput("'prompt' is empty: there is nothing to complete")
+        options = self._options(data)
+        if data.get("max_tokens") is None and data.get("max_completion_tokens") is None \
+                and "num_predict" not in options:
+            options["num_predict"] = DEFAULT_COMPLETION_TOKENS
         req = {"prompt": self.o.text(prompt, "prompt"), "raw": True,
                "suffix": self.o.text(data.get("suffix"), "suffix") or None,
-               "format": self._format(data), "options": self._options(data),
+               "format": self._format(data), "options": options,
                "truncate": bool(data.get("truncate", False))}
         # Legacy logprobs is a number: how many alternatives per token (0: just the token).
         top = data.get("logprobs")
@@ -383,8 +396,8 @@ class OpenAIAPI:
 
         if not data.get("stream"):
             replies = [ReplyStream(None, ToolStream(None)) for _ in reqs]
-            results = await run_all([collect(s, None, r)
-                                     for s, r in zip(streams, replies, strict=True)])
+            results = await unless_gone(request, run_all([
+                collect(s, None, r) for s, r in zip(streams, replies, strict=True)]))
             return JSONResponse({**obj([
                 choice(i, reply.text, _finish(stats, []), reply.logprobs)
                 for i, (reply, (stats, _)) in enumerate(zip(replies, results, strict=True))]),
@@ -418,7 +431,12 @@ class OpenAIAPI:
         encoding = data.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise InvalidInput("encoding_format must be float or base64")
-        result = await self.engine.embed(model, inputs, self._options(data))
+        options = self._options(data)
+        if inputs:
+            result = await self.engine.embed(model, inputs, options)
+        else:  # an empty list: an empty (correct) answer
+            self.engine.store.get(ModelName.parse(model))
+            result = {"embeddings": [], "tokens": 0}
         vectors = shorten_vectors(result["embeddings"], data.get("dimensions"))
         items = []
         for i, vec in enumerate(vectors):

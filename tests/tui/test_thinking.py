@@ -10,7 +10,7 @@ import pytest
 
 from llmtui.config import Settings
 from llmtui.history import History, Message
-from llmtui.tui.thinking import ThinkingView, thinking_title
+from llmtui.tui.widgets.thinking import ThinkingView, thinking_title
 from tests.api.test_thinking import ANSWER, SAME, SHOTS, THINKER, THOUGHT
 from tests.conftest import import_models
 from tests.tui.fake import screen_text
