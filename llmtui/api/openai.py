@@ -238,7 +238,7 @@ class OpenAIAPI:
         """One engine request per choice (``n``); with a seed, choice i uses seed + i, so
         the choices differ and the same request gives the same choices."""
         n = data.get("n")
-        n = 1 if n is None else n
+        n = 1 if n is None else int(n) if isinstance(n, float) and n.is_integer() else n
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
             raise InvalidInput(f"'n' must be a whole number from 1 to {MAX_CHOICES}")
         seed = req.get("options", {}).get("seed")
@@ -376,6 +376,8 @@ class OpenAIAPI:
                "truncate": bool(data.get("truncate", False))}
         # Legacy logprobs is a number: how many alternatives per token (0: just the token).
         top = data.get("logprobs")
+        if isinstance(top, float) and top.is_integer():
+            top = int(top)
         if top is not None and (isinstance(top, bool) or not isinstance(top, int)):
             raise InvalidInput("'logprobs' must be a whole number from 0 to 20")
         want, top = check_logprobs(top is not None, top)

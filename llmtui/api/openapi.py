@@ -67,7 +67,7 @@ _DIMS = {"type": "integer", "minimum": 1,
 _FUNCTION_NAME = {"type": "string", "minLength": 1}
 #: "required" and a named function need ``tools`` holding that function (not statable
 #: here); chat completions name it in ``function``, responses beside ``type``.
-_TOOL_CHOICE = {"oneOf": [
+_TOOL_CHOICE = {"anyOf": [
     {"enum": ["auto", "none", "required"]},
     {"type": "object", "required": ["type", "function"], "properties": {
         "type": {"const": "function"},

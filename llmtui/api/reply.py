@@ -80,6 +80,8 @@ def check_logprobs(logprobs: Any, top: Any) -> tuple[bool, int]:
         raise InvalidInput("'logprobs' must be true or false")
     if top is None:
         top = 0
+    if isinstance(top, float) and top.is_integer():
+        top = int(top)  # 2.0 is 2, as for the integer options
     if isinstance(top, bool) or not isinstance(top, int) or not 0 <= top <= MAX_TOP_LOGPROBS:
         raise InvalidInput(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}")
     return bool(logprobs) or top > 0, top

@@ -144,7 +144,8 @@ def tool_choice(tools: list[dict[str, Any]] | None, choice: Any
         return tools, call_schema(tools)
     if isinstance(choice, dict) and choice.get("type") == "function":
         fn = choice.get("function")
-        name = (fn if isinstance(fn, dict) else choice).get("name")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        name = name or choice.get("name")
         if isinstance(name, str) and name:
             if not tools:
                 raise InvalidInput("tool_choice names a function but there are no 'tools'")

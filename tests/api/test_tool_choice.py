@@ -43,6 +43,7 @@ def test_call_schema_and_tool_choice_values() -> None:
     named = {"type": "function", "function": {"name": "add"}}
     assert tool_choice(tools, named)[1] == one
     assert tool_choice(tools, {"type": "function", "name": "add"})[1] == one  # responses
+    assert tool_choice(tools, {"type": "function", "function": {}, "name": "add"})[1] == one
     # a tool without parameters still gets an object for its arguments
     bare = check_tools([{"type": "function", "function": {"name": "now"}}])
     assert bare is not None
