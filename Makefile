@@ -24,6 +24,9 @@ LLAMA_FLAVOR ?= native-rpc
 endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
+# `llm convert` (the convert extra) needs torch: the CPU build, installed on its own first
+# so that pip never resolves a plain `torch` to the CUDA wheels.
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup sysdeps models run test lint bench clean
 
@@ -38,8 +41,9 @@ $(STAMP): pyproject.toml
 	  rm -rf $(WHEEL_DIR).tmp; CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
 	    --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) \
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
-	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev]' ollama openai
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) torch==$(TORCH_VERSION) \
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make

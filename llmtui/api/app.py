@@ -76,9 +76,11 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
             await engine.close()
 
     graphql = LazyGraphQL(engine)
+    from llmtui.api.formats import FormatsAPI
     from llmtui.api.rag import RagAPI
 
     routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(), *RagAPI(api).routes(),
+              *FormatsAPI(api).routes(),
               Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
               WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),

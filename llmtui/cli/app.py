@@ -15,6 +15,7 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    formats_cmd,
     gen_cmd,
     history_cmd,
     models_cmd,
@@ -39,6 +40,7 @@ gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
 rag_cmd.register(app)
+formats_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
