@@ -388,6 +388,8 @@ class OllamaAPI:
         for item in self.engine.ps():
             m: Manifest = item["manifest"]
             expires = item["expires_at"]
+            runner = self.engine.runners.get(item["key"])
+            info = runner.process.info if runner is not None else {}
             models.append({
                 "name": m.name, "model": m.name, "size": item["size"], "digest": m.digest,
                 "details": details(m),
@@ -396,6 +398,8 @@ class OllamaAPI:
                 "size_vram": item["size_vram"], "context_length": item["context_length"],
                 "pid": item["pid"], "gpu_layers": item["gpu_layers"],
                 "embedding": item["key"].endswith("#embed"),
+                "backend": info.get("backend", "llama.cpp"),
+                "device": info.get("device") or ("gpu" if item["size_vram"] else "cpu"),
             })
         return JSONResponse({"models": models})
 
@@ -555,9 +559,13 @@ class OllamaAPI:
         target = ModelName.parse(model)
         source = data.get("from")
         files = data.get("files")
-        if data.get("quantize"):
-            raise InvalidInput("'quantize' is not supported by create; pull a quantized "
-                               "file instead")
+        quantize = data.get("quantize")
+        if quantize is not None:
+            if not isinstance(quantize, str):
+                raise InvalidInput("'quantize' must be a quantization type such as q4_K_M")
+            from llmtui.models.convert.quantize import quant_type
+
+            quantize = quant_type(quantize)  # an unknown type fails before any work
         if bool(source) == bool(files):
             raise InvalidInput("create needs either 'from' (a model) or 'files' "
                                "({\"name.gguf\": \"sha256:...\"})")
@@ -601,6 +609,12 @@ class OllamaAPI:
                 base = build_manifest(store, target, [Layer(digest=digest, size=size,
                                                             filename=name)],
                                       "gguf", "create", None)
+            if quantize:
+                from llmtui.models.convert.run import quantize_model
+
+                on_event({"status": f"quantizing {base.quantization or 'the'} model to {quantize}"})
+                base = quantize_model(store, base, store.layer_path(base.layers[0]), quantize,
+                                      target, on_event=on_event)
             on_event({"status": "creating new layer"})
             merged = {**base.parameters_override, **params}
             made = replace(

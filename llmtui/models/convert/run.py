@@ -316,8 +316,6 @@ def quantize(store: Store, model: str, qtype: str, *, name: str | None = None,
              imatrix: Path | None = None, on_event: OnEvent = _quiet,
              cancel: threading.Event | None = None) -> Manifest:
     """Quantize a GGUF in the store with llama.cpp's quantizer and install the result."""
-    from dataclasses import replace
-
     from llmtui.models.convert.quantize import NEEDS_IMATRIX, quant_type
 
     qtype = quant_type(qtype)
@@ -327,14 +325,26 @@ def quantize(store: Store, model: str, qtype: str, *, name: str | None = None,
         raise InvalidInput(f"{qtype} needs an importance matrix",
                            hint="pass --imatrix FILE (made by llama.cpp's llama-imatrix)")
     manifest, path = store.resolve_file(model)
-    if manifest.format != "gguf":
-        raise InvalidInput(f"'{manifest.name}' is a {manifest.format} model; llm quantize "
-                           "works on GGUF models",
-                           hint="for ONNX or OpenVINO, pick --precision in llm convert")
-    require_tools("quantize")
     target = ModelName.parse(name or _default_name(manifest.name, "gguf", qtype))
     if store.exists(target):
         raise InvalidInput(f"'{target}' already exists", hint="pass --name for another name")
+    return quantize_model(store, manifest, path, qtype, target, imatrix=imatrix,
+                          on_event=on_event, cancel=cancel)
+
+
+def quantize_model(store: Store, manifest: Manifest, path: Path, qtype: str,
+                   target: ModelName, *, imatrix: Path | None = None,
+                   on_event: OnEvent = _quiet,
+                   cancel: threading.Event | None = None) -> Manifest:
+    """Quantize one GGUF (a store model, or an uploaded blob for /api/create) and install
+    it as ``target``, keeping the source's system prompt, template and parameters."""
+    from dataclasses import replace
+
+    if manifest.format != "gguf":
+        raise InvalidInput(f"'{manifest.name}' is a {manifest.format} model; quantize "
+                           "works on GGUF models",
+                           hint="for ONNX or OpenVINO, pick --precision in llm convert")
+    require_tools("quantize")
     from llmtui.models.gguf_info import read_info
 
     params = read_info(path).parameters or path.stat().st_size * 2
