@@ -21,14 +21,14 @@ from llmtui.errors import BadModelFile, ContextOverflow, InvalidInput, require
 
 
 def telemetry_off() -> None:
-    """Decline OpenVINO telemetry in this process, whatever a consent file says.
+    """Switch OpenVINO telemetry off in this process, whatever a consent file says.
 
     openvino-telemetry sends usage data from tools such as NNCF and optimum-intel when no
-    consent file exists (they skip the opt-in dialog); declining in its consent check makes
-    every Telemetry object in the process inert.
+    consent file exists (they skip the opt-in dialog), and some calls force a send past
+    consent; so the consent check declines and every sending method does nothing.
     """
-    os.environ.setdefault("OPENVINO_TELEMETRY_DISABLE", "1")  # read by some tool versions
     try:
+        import openvino_telemetry
         from openvino_telemetry.utils import opt_in_checker
     except ImportError:
         return
@@ -37,16 +37,15 @@ def telemetry_off() -> None:
     def check(self: Any, *args: Any, **kwargs: Any) -> Any:
         return declined
 
-    opt_in_checker.OptInChecker.check = check
-    try:
-        import openvino_telemetry
+    def nothing(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
 
-        telemetry = openvino_telemetry.Telemetry
-        if getattr(telemetry, "_instances", None):  # a singleton made before us
-            for inst in list(telemetry._instances.values()):
-                inst.consent = False
-    except Exception:
-        pass
+    opt_in_checker.OptInChecker.check = check
+    telemetry = openvino_telemetry.Telemetry
+    for name in ("send_event", "start_session", "end_session", "send_error",
+                 "send_stack_trace", "send_opt_in_event"):
+        if hasattr(telemetry, name):
+            setattr(telemetry, name, nothing)
 
 
 def configured_device() -> str:

@@ -85,8 +85,12 @@ def check_onnx_graph(path: Path) -> None:
     except ImportError:
         onnx = None
     try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
         if onnx is not None:
-            onnx.load(str(path), load_external_data=False)
+            proto = onnx.load(str(path), load_external_data=False)
+            if not proto.graph.node:
+                raise ValueError("it holds no graph")
         else:  # the runtime-only install: at least refuse an empty file here; the
             with path.open("rb") as fh:  # worker's load reports anything deeper
                 if not fh.read(1):
