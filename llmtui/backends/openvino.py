@@ -168,7 +168,8 @@ class OpenVinoBackend(TextGenBackend):
 
         def work() -> None:
             try:
-                self.pipe.generate(inputs, config, streamer)
+                result = self.pipe.generate(inputs, config, streamer)
+                self.generated = int(result.perf_metrics.get_num_generated_tokens())
             except BaseException as exc:  # surfaced on the caller's thread
                 pieces.put(exc)
             finally:

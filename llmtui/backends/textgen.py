@@ -63,6 +63,9 @@ class TextGenBackend:
         self.bos_text = ""
         self.eos_text = ""
         self.last_tokens = 0
+        #: Set by ``_stream`` when its pieces are not one per token (a runtime's streamer
+        #: may hold back partial words): the true count of generated tokens.
+        self.generated: int | None = None
 
     # -- for subclasses ------------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class TextGenBackend:
         first: float | None = None
         count = 0
         pieces: list[str] = []
+        self.generated = None
         for piece in self._stream(tokens, opts, fmt, max_new, cancelled):
             count += 1
             if first is None:
@@ -185,6 +189,7 @@ class TextGenBackend:
             pieces.append(rest)
             emit(rest)
         end = time.perf_counter()
+        count = self.generated if self.generated is not None else count
         first = end - start if first is None else first
         stats.first_token_seconds = first
         stats.prompt_seconds = first

@@ -145,11 +145,9 @@ def describe(folder: Path, fmt: str) -> dict[str, Any]:
             if not (folder / needed).is_file():
                 raise BadModelFile(f"the OpenVINO folder has no {needed}")
         _check_ir(folder / OV_MODEL)
-        ov_cfg = _json(folder / "openvino_config.json")
-        bits = ((ov_cfg.get("quantization_config") or {}).get("bits"))
         out.update(architecture=hf.get("model_type"),
                    context_length=hf.get("max_position_embeddings"),
-                   quantization=f"int{bits}" if bits else None,
+                   quantization=_quant_of_ir(folder / OV_MODEL),
                    capabilities=("chat", "completion") if template else ("completion",))
     return out
 
@@ -176,6 +174,19 @@ def native_metadata(folder: Path, fmt: str) -> dict[str, Any]:
     flatten("config", {k: v for k, v in _json(folder / "config.json").items()
                        if not isinstance(v, (list, dict)) or k == "architectures"})
     return {"runtime": runtime, "metadata": meta, "chat_template": chat_template_of(folder)}
+
+
+def _quant_of_ir(xml: Path) -> str | None:
+    """int4 / int8 / fp16 from the weight constants' element types in the IR."""
+    try:
+        text = xml.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for label, types in (("int4", ('"u4"', '"i4"')), ("int8", ('"u8"', '"i8"')),
+                         ("fp16", ('"f16"',))):
+        if any(f"element_type={t}" in text for t in types):
+            return label
+    return "fp32"
 
 
 def _check_ir(xml: Path) -> None:
