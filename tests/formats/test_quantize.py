@@ -15,8 +15,8 @@ from tests.api.conftest import TcpDaemon
 from tests.conftest import Runner, import_models, one_line_error, stop_daemon_of, store_of
 from tests.formats.reference import gguf_perplexity
 
-# A third of the shipped text keeps Gemma's 262k-token vocabulary logits small and quick.
-TEXT = DEFAULT_TEXT.read_text(encoding="utf-8")[:2500]
+# Part of the shipped text keeps Gemma's 262k-token vocabulary logits small and quick.
+TEXT = DEFAULT_TEXT.read_text(encoding="utf-8")[:1000]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +44,7 @@ def test_quantize_gemma_q8_0_and_q4_0_perplexity_order(q: Runner, qhome: Path,
     assert q8.family == "gemma3" and q4.size < q8.size
     listed = json.loads(q("list", "--json").stdout)
     assert {"gemma3:270m-q8_0", "gemma3:270m-q4_0"} <= {m["name"] for m in listed}
-    ppl = {name: gguf_perplexity(store.resolve_file(name)[1], TEXT, ctx=256)
+    ppl = {name: gguf_perplexity(store.resolve_file(name)[1], TEXT, ctx=128)
            for name in ("gemma3:270m-q8_0", "gemma3:270m", "gemma3:270m-q4_0")}
     print("\nGemma perplexity:", {k: round(v, 2) for k, v in ppl.items()})
     # More bits, lower perplexity: Q8_0 <= the Q4_K_M original < Q4_0.
@@ -77,11 +77,11 @@ def test_quantize_with_importance_matrix(q: Runner, qhome: Path, smollm: Path,
                                          tmp_path: Path) -> None:
     imatrix = tmp_path / "imatrix.gguf"
     _imatrix(smollm, imatrix)
-    res = q("quantize", "smollm2:135m", "--type", "IQ4_XS", "--imatrix", str(imatrix),
-            "--name", "smol:iq4", timeout=300)
+    res = q("quantize", "smollm2:135m", "--type", "Q4_K_S", "--imatrix", str(imatrix),
+            "--name", "smol:q4ks", timeout=300)
     assert res.returncode == 0, res.stderr
-    assert store_of(qhome).get("smol:iq4").quantization == "IQ4_XS"
-    res = q("run", "smol:iq4", "Hello", "-n", "4")
+    assert store_of(qhome).get("smol:q4ks").quantization == "Q4_K_S"
+    res = q("run", "smol:q4ks", "Hello", "-n", "4")
     assert res.returncode == 0, res.stderr
 
 
@@ -107,6 +107,7 @@ def test_quantize_bad_input(q: Runner, qhome: Path, tmp_path: Path) -> None:
 
 
 def test_api_create_quantize(qhome: Path) -> None:
+    stop_daemon_of(qhome)  # `llm serve` takes the home's socket
     with TcpDaemon(qhome) as daemon:
         oc = ollama.Client(host=daemon.url, timeout=300)
         parts = list(oc.create(model="smol-q8:latest", from_="smollm2:135m",
@@ -115,7 +116,7 @@ def test_api_create_quantize(qhome: Path) -> None:
         assert statuses[-1] == "success" and any("quantizing" in s for s in statuses)
         shown = oc.show("smol-q8:latest")
         assert shown.details.quantization_level == "Q8_0"
-        assert shown.system == "You are terse."
+        assert "You are terse." in shown.modelfile
         r = oc.generate(model="smol-q8:latest", prompt="hi", options={"num_predict": 4})
         assert r.response
         with pytest.raises(ollama.ResponseError) as err:
