@@ -63,11 +63,11 @@ def test_architecture_no_tool_supports(llm, home: Path, tmp_path: Path) -> None:
         assert res.returncode == ExitCode.INVALID_INPUT, res.stderr
         line = one_line_error(res.stderr)
         assert tool in line and "madeupformer" in line
-    # A known architecture that the builder does not take (BERT is an encoder).
-    src = _fake_hf_folder(tmp_path / "bert", "bert", "BertModel")
+    # An architecture transformers knows but onnxruntime-genai's builder does not build.
+    src = _fake_hf_folder(tmp_path / "gpt2", "gpt2", "GPT2LMHeadModel")
     res = llm("convert", str(src), "--to", "onnx", timeout=300)
     assert res.returncode == ExitCode.INVALID_INPUT, res.stderr
-    assert "does not support the 'bert' architecture" in one_line_error(res.stderr)
+    assert "does not support the 'gpt2' architecture" in one_line_error(res.stderr)
     assert store_of(home).models() == [] and _blobs(home) == set()
     _empty(home)
 

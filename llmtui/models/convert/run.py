@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "openvino": (("optimum.intel", "Converting to OpenVINO"), ("nncf", "Converting to OpenVINO"),
                  ("openvino_tokenizers", "Converting to OpenVINO"),
                  ("torch", "Converting to OpenVINO")),
+    "onnx-encoder": (("optimum.exporters.onnx", "Converting an encoder to ONNX"),
+                     ("torch", "Converting an encoder to ONNX")),
     "quantize": (("llama_cpp", "Quantizing a GGUF"),),
 }
 HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -85,6 +88,16 @@ class Source:
         self.scratch = scratch  # a download folder to remove afterwards
 
 
+def _is_encoder(folder: Path) -> bool:
+    from llmtui.models.convert.steps import ENCODERS
+
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return str(config.get("model_type")) in ENCODERS
+
+
 def _is_hf_folder(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
@@ -94,6 +107,8 @@ def resolve_source(store: Store, spec: str, on_event: OnEvent) -> Source:
         return _download_hf(store, spec, on_event)
     local = Path(spec).expanduser()
     if local.exists():
+        if local.is_file() and zipfile.is_zipfile(local):
+            return _unzip(store, local)
         if local.is_file():
             from llmtui.models.gguf_info import check_header
 
@@ -115,6 +130,24 @@ def resolve_source(store: Store, spec: str, on_event: OnEvent) -> Source:
         raise InvalidInput(f"'{manifest.name}' is an embedding model; only text-generation "
                            "models convert to ONNX Runtime GenAI and OpenVINO GenAI")
     return Source("gguf", path, manifest.name, manifest, manifest.name)
+
+
+def _unzip(store: Store, archive: Path) -> Source:
+    """A zip of a Hugging Face / sentence-transformers folder, unpacked to a scratch folder."""
+    from llmtui.models.convert.bert import _open_folder
+
+    store.ensure()
+    scratch = Path(tempfile.mkdtemp(dir=store.partial, prefix="hf-"))
+    try:
+        folder = _open_folder(archive, scratch)
+        if not _is_hf_folder(folder):
+            raise BadModelFile(f"{archive.name} holds no Hugging Face model (config.json and "
+                               "safetensors)")
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    stem = archive.name.removesuffix(".zip")
+    return Source("hf", folder, str(archive), None, _folder_name(stem), scratch)
 
 
 def _folder_name(text: str) -> str:
@@ -286,7 +319,11 @@ def convert(store: Store, spec: str, to: str, *, precision: str | None = None,
         raise InvalidInput("onnxruntime-genai's builder makes int4, fp16 or fp32 models")
     source = resolve_source(store, spec, on_event)
     try:
-        require_tools(to, *(("gguf-source",) if source.kind == "gguf" else ()))
+        encoder = source.kind == "hf" and _is_encoder(source.path)
+        if encoder and to != "onnx":
+            raise InvalidInput("encoders (embedding models) convert to ONNX only")
+        require_tools("onnx-encoder" if encoder else to,
+                      *(("gguf-source",) if source.kind == "gguf" else ()))
         target = ModelName.parse(name or _default_name(source.default_name, to))
         if store.exists(target):
             raise InvalidInput(f"'{target}' already exists", hint="remove it first, or pass "
@@ -304,7 +341,8 @@ def convert(store: Store, spec: str, to: str, *, precision: str | None = None,
             on_event({"status": "adding the converted model to the store"})
             return add_folder(store, work / "out", str(target), fmt=to, base=source.manifest,
                               source=f"convert:{source.label} ({to} {precision})",
-                              extra={"quantization": precision}, on_event=on_event)
+                              extra={"quantization": "fp32" if encoder else precision},
+                              on_event=on_event)
         finally:
             shutil.rmtree(work, ignore_errors=True)
     finally:

@@ -140,6 +140,22 @@ def hf_to_onnx(src: Path, out: Path, precision: str, provider: str, cache: Path)
             (out / name).write_bytes((src / name).read_bytes())
 
 
+#: Encoder model types exported for embeddings (plain onnxruntime, mean pooling).
+ENCODERS = frozenset({"bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "electra"})
+
+
+def hf_to_onnx_encoder(src: Path, out: Path) -> None:
+    """A sentence-transformers / BERT-style encoder through optimum's ONNX exporter."""
+    from optimum.exporters.onnx import main_export
+
+    say(status="exporting the encoder to ONNX with optimum")
+    main_export(str(src), output=str(out), task="feature-extraction", do_validation=False,
+                trust_remote_code=False)
+    for name in ("tokenizer.json", "config.json"):
+        if not (out / name).is_file() and (src / name).is_file():
+            (out / name).write_bytes((src / name).read_bytes())
+
+
 def hf_to_openvino(src: Path, out: Path, precision: str) -> None:
     """optimum-intel's exporter, weights compressed by NNCF, tokenizers by openvino-tokenizers."""
     import openvino as ov
@@ -203,7 +219,9 @@ def main(argv: list[str]) -> int:
             dtype = "float16" if spec["precision"] == "fp16" else "float32"
             gguf_to_hf(src, hf, dtype)
             src = hf
-        if spec["to"] == "onnx":
+        if spec["to"] == "onnx" and hf_model_type(src) in ENCODERS:
+            hf_to_onnx_encoder(src, out)
+        elif spec["to"] == "onnx":
             hf_to_onnx(src, out, spec["precision"], spec.get("provider", "cpu"),
                        work / "cache")
         elif spec["to"] == "openvino":
