@@ -89,6 +89,13 @@ class FormatsAPI:
             raise InvalidInput("the API converts models in the store; use `llm convert` "
                                "for folders and hf:// sources")
         store = self.engine.store
+        from llmtui.models.convert.run import PRECISIONS, TARGETS
+
+        if to.lower() not in TARGETS[:2]:
+            raise InvalidInput(f"unknown target format '{to}'", hint="use onnx or openvino")
+        if precision is not None and precision.lower() not in PRECISIONS:
+            raise InvalidInput(f"unknown precision '{precision}'")
+        store.get(model)  # a missing model is a 404 now, not a failed stream
         gone = threading.Event()
 
         def work(on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:

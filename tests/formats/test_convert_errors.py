@@ -213,3 +213,36 @@ def test_cli_help_stays_light() -> None:
                          cwd=ROOT, timeout=60)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == ""
+
+
+def test_api_convert_errors_and_a_client_that_leaves(home: Path, smollm: Path) -> None:
+    """/api/x/convert: bad requests are 4xx; a streaming client that leaves stops the
+    conversion and nothing is installed."""
+    import httpx
+
+    from tests.api.conftest import TcpDaemon
+
+    import_models(home, smollm)
+    with TcpDaemon(home) as daemon:
+        url = daemon.url + "/api/x/convert"
+        r = httpx.post(url, json={"model": "smollm2:135m", "to": "tflite", "stream": False},
+                       timeout=60)
+        assert r.status_code == 400 and "unknown target" in r.json()["error"]
+        r = httpx.post(url, json={"model": "nope:1", "to": "onnx"}, timeout=60)
+        assert r.status_code == 404
+        r = httpx.post(url, json={"model": "smollm2:135m"}, timeout=60)
+        assert r.status_code == 400
+        r = httpx.post(url, json={"model": "/etc", "to": "onnx"}, timeout=60)
+        assert r.status_code == 400
+        with httpx.stream("POST", url, json={"model": "smollm2:135m", "to": "onnx"},
+                          timeout=120) as resp:
+            assert resp.status_code == 200
+            first = json.loads(next(resp.iter_lines()))
+            assert "converting smollm2:135m" in first["status"]
+        deadline = time.monotonic() + 60
+        partial = store_of(home).partial
+        while time.monotonic() < deadline and any(
+                p.name.startswith("convert-") for p in partial.iterdir()):
+            time.sleep(0.5)
+        _empty(home)
+        assert [m.name for m in store_of(home).models()] == ["smollm2:135m"]
