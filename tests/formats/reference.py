@@ -3,6 +3,7 @@ OpenVINO numbers are checked against (same text, same tokens, same sliding windo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -12,7 +13,8 @@ def gguf_perplexity(path: Path, text: str, ctx: int = 512) -> float:
 
     from llmtui.eval import perplexity
 
-    llm = Llama(str(path), n_ctx=ctx, n_batch=ctx, logits_all=True, verbose=False)
+    llm = Llama(str(path), n_ctx=ctx, n_batch=ctx, logits_all=True, verbose=False,
+                n_threads=os.cpu_count() or 1)
     try:
         tokens = llm.tokenize(text.encode(), add_bos=bool(llm._model.add_bos_token()),
                               special=False)

@@ -96,6 +96,19 @@ def test_json_mode_on_onnx_and_openvino(oc: ollama.Client) -> None:
         assert set(data) == {"name", "age"}, model
 
 
+@pytest.mark.parametrize("model", [ONNX, OV])
+def test_openai_client(tcp: TcpDaemon, model: str) -> None:
+    import openai
+
+    ai = openai.OpenAI(base_url=tcp.url + "/v1", api_key="unused", timeout=180, max_retries=0)
+    r = ai.chat.completions.create(model=model, max_tokens=8, temperature=0,
+                                   messages=[{"role": "user", "content": QUESTION}])
+    assert "Paris" in r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8
+    chunks = list(ai.completions.create(model=model, prompt="The sky is", max_tokens=4,
+                                        stream=True, temperature=0))
+    assert "".join(c.choices[0].text for c in chunks if c.choices).strip()
+
+
 def test_two_formats_loaded_side_by_side(oc: ollama.Client) -> None:
     oc.generate(model=ONNX, prompt="hi", options={"num_predict": 1})
     oc.generate(model=OV, prompt="hi", options={"num_predict": 1})
@@ -106,21 +119,26 @@ def test_two_formats_loaded_side_by_side(oc: ollama.Client) -> None:
     assert ONNX not in {m.model for m in oc.ps().models}
 
 
+#: The whole shipped text (about 1,600 tokens, seven windows): on shorter parts the int4
+#: ratio swings (2.1x on its first half), so the figure the docs state is this one.
+TEXT = DEFAULT_TEXT.read_text(encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def reference_ppl(smollm: Path) -> float:
-    return gguf_perplexity(smollm, DEFAULT_TEXT.read_text(encoding="utf-8"))
+    return gguf_perplexity(smollm, TEXT)
 
 
 @pytest.mark.parametrize("model", [ONNX, OV])
 def test_perplexity_against_the_gguf(fm: Runner, model: str, reference_ppl: float,
                                      record_property: pytest.FixtureRequest) -> None:
-    res = fm("eval", "perplexity", model, "--json", timeout=300)
+    res = fm("eval", "perplexity", model, "--json", "-f", "-", input=TEXT, timeout=300)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     ratio = out["perplexity"] / reference_ppl
     print(f"\nperplexity {model}: {out['perplexity']:.2f}, GGUF {reference_ppl:.2f}, "
           f"ratio {ratio:.2f}")
-    assert out["tokens"] > 1000
+    assert out["tokens"] > 1500
     # int4 made from the already 4-bit GGUF is a second rounding: on this 135M model it
     # costs about 1.6-1.7x (measured: fp32 ONNX from the same dequantized weights matches
     # the GGUF within 0.5 %, see docs/formats.md); a broken conversion is 10x or worse.
