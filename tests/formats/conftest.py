@@ -37,6 +37,9 @@ def _key() -> str:
 def _convert_once(models_cache: Path, smollm: Path, to: str) -> tuple[Path, float]:
     """The converted folder (files, not links) and how long the conversion took."""
     cache = models_cache / "converted" / _key()
+    for stale in cache.parent.glob("*"):  # outputs of older converters or conversion code
+        if stale.is_dir() and stale != cache and not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
     target = cache / f"smollm2-135m-{to}-int4"
     stamp = target / ".llmtui-seconds"
     if stamp.is_file():
