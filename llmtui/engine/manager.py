@@ -18,8 +18,11 @@ from llmtui.errors import BusyError, GenerationError, InvalidInput, LlmtuiError
 from llmtui.models.names import ModelName
 from llmtui.models.store import Manifest, Store
 
+#: Speculative decoding settings that need no second model.
+DRAFT_MODES = ("lookup", "none", "off")
+
 #: Options that change how a model is loaded; a request that changes one reloads it.
-LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread")
+LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread", "num_parallel")
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Metrics:
     completion_seconds: float = 0.0
     worker_restarts: int = 0
     loads: int = 0
+    draft_tokens: int = 0
+    draft_accepted: int = 0
+    cached_tokens: int = 0
     ttft_buckets: list[int] = field(default_factory=lambda: [0] * len(Metrics.TTFT_BOUNDS))
     ttft_sum: float = 0.0
     ttft_count: int = 0
@@ -71,8 +77,8 @@ class Metrics:
                 break
 
 
-def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
-    """Weights plus the f16 KV cache for the context plus a compute buffer."""
+def estimate_memory(manifest: Manifest, path: Any, num_ctx: int, slots: int = 1) -> int:
+    """Weights plus the f16 KV cache of every slot's context plus a compute buffer."""
     weights = manifest.size
     if manifest.format != "gguf":
         return int(weights * 1.3)
@@ -87,7 +93,7 @@ def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
         heads = int(md.get(f"{arch}.attention.head_count") or 1) or 1
         kv_heads = int(md.get(f"{arch}.attention.head_count_kv") or heads) or heads
         ctx = num_ctx or int(info.context_length or 4096)
-        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2
+        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2 * max(1, slots)
     except LlmtuiError:
         kv = 0
     return int(weights + kv + 96 * 1024 * 1024)
@@ -107,6 +113,21 @@ class EngineManager:
         self.default_ctx = int(cfg.get("context_length"))
         self.default_threads = int(cfg.get("threads"))
         self.default_gpu_layers = int(cfg.get("gpu_layers"))
+        env_parallel = os.environ.get("LLMTUI_NUM_PARALLEL") or \
+            os.environ.get("OLLAMA_NUM_PARALLEL")
+        try:
+            self.default_parallel = max(1, min(64, int(env_parallel or 0))) if env_parallel \
+                else int(cfg.get("num_parallel"))
+        except ValueError:
+            self.default_parallel = int(cfg.get("num_parallel"))
+        self.flash_attention = str(os.environ.get("LLMTUI_FLASH_ATTENTION") or
+                                   cfg.get("flash_attention"))
+        self.default_draft = str(cfg.get("draft"))
+        self.kv_cache_type = str(os.environ.get("LLMTUI_KV_CACHE_TYPE") or
+                                 os.environ.get("OLLAMA_KV_CACHE_TYPE") or
+                                 cfg.get("kv_cache_type")).lower()
+        self.prompt_cache_bytes = parse_size(cfg.get("prompt_cache_size"))
+        self.prompt_cache_dir = settings.paths.cache_dir / "kvcache"
         self.budget = self._budget(str(cfg.get("memory_budget")))
         self.runners: dict[str, Runner] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -155,13 +176,46 @@ class EngineManager:
 
     def _load_options(self, manifest: Manifest, options: dict[str, Any],
                       embedding: bool) -> dict[str, Any]:
-        ctx = int(options.get("num_ctx") or self.default_ctx or 0)
+        if embedding and "embedding" in manifest.capabilities:
+            # An embedding model runs with the context it was trained for.
+            ctx = int(options.get("num_ctx") or 0)
+        else:
+            ctx = int(options.get("num_ctx") or self.default_ctx or 0)
+        parallel = 1 if embedding else int(
+            options.get("num_parallel") or manifest.parameters_override.get("num_parallel")
+            or self.default_parallel)
         return {
             "num_ctx": ctx,
             "num_gpu": int(options.get("num_gpu", self.default_gpu_layers)),
             "num_thread": int(options.get("num_thread") or self.default_threads or 0),
+            "num_parallel": parallel,
+            "flash_attention": self.flash_attention,
+            "kv_cache_type": self.kv_cache_type,
             "embedding": embedding,
+            "digest": manifest.digest,
+            "kv_cache_dir": str(self.prompt_cache_dir),
+            "kv_cache_bytes": 0 if embedding else self.prompt_cache_bytes,
+            **({} if embedding else self._draft_options(manifest, options)),
         }
+
+    def _draft_options(self, manifest: Manifest, options: dict[str, Any]) -> dict[str, Any]:
+        """Speculative decoding: the default for requests that set none (the model's
+        parameters, else the config), and the draft model to load beside this one when
+        the request or that default names one."""
+        default = str(manifest.parameters_override.get("draft") or self.default_draft)
+        asked = str(options.get("draft") or "")
+        out: dict[str, Any] = {"draft": default}
+        name_text = asked if asked and asked not in DRAFT_MODES else \
+            (default if default not in DRAFT_MODES else "")
+        if not name_text:
+            return out
+        name = ModelName.parse(name_text)
+        draft_manifest, path = self.store.resolve_file(name)
+        if draft_manifest.format != "gguf":
+            raise InvalidInput(f"draft model '{name}' is not a GGUF model")
+        if default == name_text:
+            out["draft"] = str(name)
+        return {**out, "draft_model": str(path), "draft_name": str(name)}
 
     async def _runner(self, model: str, options: dict[str, Any], *,
                       embedding: bool = False) -> Runner:
@@ -179,12 +233,20 @@ class EngineManager:
                 same_file = runner.manifest.digest == manifest.digest
                 changed = any(k in options and wanted[k] != runner.load_options[k]
                               for k in LOAD_OPTIONS)
+                if wanted.get("draft_model") and \
+                        wanted["draft_model"] != runner.load_options.get("draft_model"):
+                    changed = True  # a request names a draft model not loaded yet
                 if same_file and not changed:
                     return runner
                 while runner.busy:  # let in-flight requests finish before reloading
                     await asyncio.sleep(0.05)
                 await self.unload(key)
-            need = estimate_memory(manifest, path, wanted["num_ctx"])
+            need = estimate_memory(manifest, path, wanted["num_ctx"], wanted["num_parallel"])
+            while need > self.budget and wanted["num_parallel"] > 1:
+                # Fewer slots before refusing: one request at a time still works.
+                wanted["num_parallel"] = max(1, wanted["num_parallel"] // 2)
+                need = estimate_memory(manifest, path, wanted["num_ctx"],
+                                       wanted["num_parallel"])
             await self._make_room(need, str(name))
             process = WorkerProcess(str(name), on_exit=self._on_worker_exit)
             info = await process.start(manifest.format, str(path), wanted)
@@ -199,7 +261,7 @@ class EngineManager:
     async def _make_room(self, need: int, label: str) -> None:
         """Evict idle models, least recently used first, until the new one fits."""
         if need > self.budget:
-            raise LlmtuiError(
+            raise InvalidInput(
                 f"'{label}' needs about {need / 1e9:.1f} GB but the memory budget is "
                 f"{self.budget / 1e9:.1f} GB",
                 hint="use a smaller model or context, or raise memory_budget "
@@ -296,6 +358,9 @@ class EngineManager:
                     self.metrics.prompt_tokens += int(stats.get("prompt_tokens") or 0)
                     self.metrics.completion_tokens += int(stats.get("completion_tokens") or 0)
                     self.metrics.completion_seconds += float(stats.get("completion_seconds") or 0.0)
+                    self.metrics.draft_tokens += int(stats.get("draft_tokens") or 0)
+                    self.metrics.draft_accepted += int(stats.get("draft_accepted") or 0)
+                    self.metrics.cached_tokens += int(stats.get("cached_tokens") or 0)
                     yield {"done": True, "stats": stats}
 
     async def run(self, model: str, op: str, payload: dict[str, Any],
@@ -402,6 +467,7 @@ class EngineManager:
                 "digest": runner.manifest.digest, "size": runner.memory,
                 "size_vram": runner.memory if info.get("gpu_offload") else 0,
                 "gpu_layers": info.get("gpu_layers", 0), "context_length": info.get("n_ctx"),
+                "slots": int(info.get("slots", 1)), "context_total": info.get("n_ctx_total"),
                 "expires_at": runner.expires_wall, "active": runner.active,
                 "waiting": runner.waiting, "manifest": runner.manifest,
             })
