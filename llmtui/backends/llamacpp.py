@@ -7,6 +7,7 @@ llama-cpp-python's high-level ``Llama`` (pooling, normalization) one request at 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -124,6 +125,7 @@ class LlamaCppBackend:
         self.template: str | None = None
         self.n_ctx = 0  # per slot
         self._gpu = False
+        self._adapters: list[Any] = []
         self.projector: Any = None  # vision.Projector when the model has a projector
         self.draft_name: str | None = None
         self.default_draft = "lookup"
@@ -222,16 +224,24 @@ class LlamaCppBackend:
             raise ValueError("failed to create a llama.cpp context (out of memory?)")
         self.ctx = ctx
         self.n_ctx = int(L.llama_n_ctx_seq(ctx))
+        self._apply_adapters(L, list(options.get("adapters") or []))
         self.template = self.model.metadata().get("tokenizer.chat_template") or None
         disk = None
         if int(options.get("kv_cache_bytes") or 0) > 0 and options.get("digest"):
             from llmtui.backends.kvcache import DiskCache
 
             root = Path(str(options["kv_cache_dir"]))
+            key = str(options["digest"])
+            if options.get("adapters"):  # the same base with an adapter is another model
+                import hashlib
+
+                names = "".join(os.path.basename(str(a["path"] if isinstance(a, dict) else a))
+                                for a in options["adapters"])
+                key = hashlib.sha256((key + names).encode()).hexdigest()
             # The state's layout depends on llama.cpp's version and on flash attention
             # (V is stored transposed without it): both are part of the key.
             version = f"{L.__version__}/fa={cp.flash_attn_type}/kv={cp.type_k},{cp.type_v}"
-            disk = DiskCache(root / str(options["digest"]), str(options["digest"]), version,
+            disk = DiskCache(root / key, key, version,
                              int(options["kv_cache_bytes"]), root=root)
         draft = None
         self.draft_name = None
@@ -251,6 +261,31 @@ class LlamaCppBackend:
         if self.draft_name:
             info["draft_model"] = self.draft_name
         return info
+
+    def _apply_adapters(self, L: Any, adapters: list[Any]) -> None:
+        """LoRA adapters (GGUF, general.type "adapter") applied over the base weights, as
+        Ollama's ADAPTER does; they stay loaded with the model."""
+        from llmtui.backends.llama_native import log_mark, recent_errors
+
+        if not adapters:
+            return
+        loaded, scales = [], []
+        for item in adapters:
+            path = str(item["path"] if isinstance(item, dict) else item)
+            scale = float(item.get("scale", 1.0) if isinstance(item, dict) else 1.0)
+            mark = log_mark()
+            ptr = L.llama_adapter_lora_init(self.model.model, path.encode())
+            if not ptr:
+                why = "; ".join(recent_errors(mark)) or "llama.cpp refused it"
+                raise BadModelFile(f"the LoRA adapter {os.path.basename(path)} could not be "
+                                   f"loaded: {why}")
+            loaded.append(ptr)
+            scales.append(scale)
+        self._adapters = loaded  # freed with the model
+        arr = (L.llama_adapter_lora_p_ctypes * len(loaded))(*loaded)
+        fl = (ctypes.c_float * len(scales))(*scales)
+        if int(L.llama_set_adapters_lora(self.ctx, arr, len(loaded), fl)) != 0:
+            raise BadModelFile("the LoRA adapters could not be applied to this model")
 
     def _load_draft(self, L: Any, path: str, cp: Any, slots: int, n_batch: int) -> Any:
         """A small model with the same vocabulary that guesses tokens for this one."""
