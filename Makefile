@@ -27,6 +27,9 @@ WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(AR
 # built once for the benchmarks (never by `make test`).
 TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
+# `llm convert` (the convert extra) needs torch: the CPU build, installed on its own first
+# so that pip never resolves a plain `torch` to the CUDA wheels.
+TORCH_VERSION ?= 2.13.0
 
 .PHONY: setup sysdeps models jsdeps run test lint bench bench-tools man clean
 
@@ -41,8 +44,9 @@ $(STAMP): pyproject.toml
 	  rm -rf $(WHEEL_DIR).tmp; CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
 	    --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) \
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
-	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev]' ollama openai
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) torch==$(TORCH_VERSION) \
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make
@@ -86,6 +90,7 @@ bench-tools: $(STAMP)
 bench: setup models bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
+	$(BIN)/python bench/speculative.py --tools $(TOOLS_DIR)
 
 # The man page, from the command tree (a test says when it is out of date).
 man: $(STAMP)

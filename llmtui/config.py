@@ -192,6 +192,9 @@ KEYS: dict[str, Key] = {
             "context; fewer when memory is short; LLMTUI_NUM_PARALLEL / OLLAMA_NUM_PARALLEL)"),
         Key("flash_attention", _choice("auto", "on", "off"), "auto",
             "llama.cpp flash attention (auto: where the device supports it)"),
+        Key("draft", _text, "lookup",
+            "speculative decoding: lookup (guesses copied from the prompt and the reply), none, "
+            "or a small model with the same vocabulary"),
         Key("kv_cache_type", _choice("auto", "f16", "bf16", "q8_0", "q4_0"), "auto",
             "KV cache precision (auto: keys f16, values bf16, so a sequence's numbers never "
             "depend on batching; q8_0/q4_0 save memory; OLLAMA_KV_CACHE_TYPE overrides)"),
@@ -200,6 +203,9 @@ KEYS: dict[str, Key] = {
             "restart instead of evaluated again; 0: off)"),
         Key("gpu_layers", _number(-1, 100000, integer=True), -1,
             "layers offloaded to the GPU (-1: all, when the build supports it)"),
+        Key("onnx_providers", _text, "cpu",
+            "ONNX Runtime execution providers, in order (cpu, cuda, tensorrt, dml, openvino)"),
+        Key("openvino_device", _text, "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO"),
         Key("host", _text, None, "TCP address the daemon listens on (off when unset)"),
         Key("api_key", _text, None, "key required from TCP clients (LLMTUI_API_KEY)"),
         Key("allowed_hosts", _text, None,

@@ -76,6 +76,10 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
     if stats.get("cached_tokens"):
         # Ollama's field: prompt tokens read from the cache (prompt_eval_count counts all).
         out["prompt_eval_cached_count"] = int(stats["cached_tokens"])
+    if stats.get("draft_tokens"):
+        # ours: speculative decoding's guesses, and how many the model kept
+        out["draft_count"] = int(stats["draft_tokens"])
+        out["draft_accepted_count"] = int(stats.get("draft_accepted") or 0)
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
     return out
@@ -467,6 +471,8 @@ class OllamaAPI:
         for item in self.engine.ps():
             m: Manifest = item["manifest"]
             expires = item["expires_at"]
+            runner = self.engine.runners.get(item["key"])
+            info = runner.process.info if runner is not None else {}
             models.append({
                 "name": m.name, "model": m.name, "size": item["size"], "digest": m.digest,
                 "details": details(m),
@@ -477,6 +483,8 @@ class OllamaAPI:
                 "embedding": item["key"].endswith("#embed"),
                 # ours: parallel slots, each with context_length tokens; requests running
                 "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
+                "backend": info.get("backend", "llama.cpp"),
+                "device": info.get("device") or ("gpu" if item["size_vram"] else "cpu"),
             })
         return JSONResponse({"models": models})
 
@@ -646,9 +654,13 @@ class OllamaAPI:
         target = ModelName.parse(model)
         source = data.get("from")
         files = data.get("files")
-        if data.get("quantize"):
-            raise InvalidInput("'quantize' is not supported by create; pull a quantized "
-                               "file instead")
+        quantize = data.get("quantize")
+        if quantize is not None:
+            if not isinstance(quantize, str):
+                raise InvalidInput("'quantize' must be a quantization type such as q4_K_M")
+            from llmtui.models.convert.quantize import quant_type
+
+            quantize = quant_type(quantize)  # an unknown type fails before any work
         if bool(source) == bool(files):
             raise InvalidInput("create needs either 'from' (a model) or 'files' "
                                "({\"name.gguf\": \"sha256:...\"})")
@@ -706,10 +718,18 @@ class OllamaAPI:
 
         def work(on_event: Callable[[dict[str, Any]], None]) -> None:
             on_event({"status": f"using existing layer {layer}"})
+            made = base
+            if quantize:
+                from llmtui.models.convert.run import quantize_model
+
+                on_event({"status": f"quantizing {base.quantization or 'the'} model to "
+                                    f"{quantize}"})
+                made = quantize_model(store, base, store.layer_path(base.layers[0]), quantize,
+                                      target, on_event=on_event)
             on_event({"status": "creating new layer"})
             merged = {**base.parameters_override, **params}
             made = replace(
-                base, name=str(target), source=f"create:{source or 'blob'}",
+                made, name=str(target), source=f"create:{source or 'blob'}",
                 system=system if system is not None else base.system,
                 template=template if template is not None else base.template,
                 license=license_ if isinstance(license_, str) else base.license,

@@ -17,6 +17,7 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    formats_cmd,
     gen_cmd,
     history_cmd,
     logs_cmd,
@@ -48,6 +49,7 @@ rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
+formats_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

@@ -43,6 +43,8 @@ def run(
         "medium or high (implies --think)."),
     hide_thinking: bool = typer.Option(
         False, "--hidethinking", help="Let the model think, but do not show its reasoning."),
+    draft: str | None = typer.Option(
+        None, "--draft", help="Speculative decoding: lookup, none, or a draft model's name."),
 ) -> None:
     """Run a prompt (one-shot with a prompt or stdin) or an interactive session.
 
@@ -63,6 +65,10 @@ def run(
         opts.think = think_level.lower()
     elif think is not None:
         opts.think = think
+    if draft is not None:
+        from llmtui.api.validate import check_options
+
+        opts.options.update(check_options({"draft": draft}))
     if keep_alive is not None:
         from llmtui.engine.manager import parse_keep_alive
 

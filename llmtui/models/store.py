@@ -30,6 +30,10 @@ from llmtui.models.names import ModelName, check_sha256_hex
 MANIFEST_SCHEMA = 1
 CHUNK = 1 << 20
 
+#: Formats whose model is a folder of files (graph + weights + configs + tokenizer): the
+#: engine loads them from ``Store.model_dir``, a folder of links to the verified blobs.
+FOLDER_FORMATS = frozenset({"onnx", "openvino", "ctranslate2"})
+
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -160,7 +164,7 @@ class Store:
         """A folder holding the model's files under their names (for multi-file formats)."""
         if len(manifest.layers) == 1 and manifest.format == "gguf":
             return self.layer_path(manifest.layers[0]).parent
-        target = self.root / "views" / manifest.digest
+        target = self.root / "views" / view_key(manifest)
         if not target.exists():
             tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".view-"))
             for layer in manifest.layers:
@@ -314,8 +318,18 @@ class Store:
         return self.manifest_path(ModelName.parse(manifest.name)).stat().st_mtime
 
     def resolve_file(self, name: ModelName | str) -> tuple[Manifest, Path]:
-        """The manifest and its primary file, checked to exist (linked files can move)."""
+        """The manifest and its primary file, checked to exist (linked files can move).
+
+        For a folder format (ONNX, OpenVINO, ...) the path is the model's folder view.
+        """
         manifest = self.get(name)
+        if manifest.format in FOLDER_FORMATS:
+            missing = [layer.filename for layer in manifest.layers
+                       if not self.layer_path(layer).is_file()]
+            if missing:
+                raise ModelNotFound(f"files of '{manifest.name}' are missing: "
+                                    + ", ".join(missing[:3]), hint="pull or convert it again")
+            return manifest, self.model_dir(manifest)
         path = self.layer_path(manifest.layers[0])
         if not path.is_file():
             raise ModelNotFound(
@@ -340,7 +354,8 @@ class Store:
                     continue
                 self.blob_path(layer.digest).unlink(missing_ok=True)
                 freed.append(layer.digest)
-                shutil.rmtree(self.root / "views" / manifest.digest, ignore_errors=True)
+            if not any(view_key(m) == view_key(manifest) for m in self.models()):
+                shutil.rmtree(self.root / "views" / view_key(manifest), ignore_errors=True)
             return freed
 
     def copy(self, src: ModelName | str, dst: ModelName | str) -> Manifest:
@@ -376,6 +391,17 @@ class Store:
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
+
+
+def view_key(manifest: Manifest) -> str:
+    """A folder view's name: one hash over every layer's name and digest, so two models
+    that share a first file but differ in another never share a view."""
+    if len(manifest.layers) == 1:
+        return manifest.digest
+    h = hashlib.sha256()
+    for layer in sorted(manifest.layers, key=lambda item: item.filename):
+        h.update(f"{layer.filename}\0{layer.digest}\0".encode())
+    return h.hexdigest()
 
 
 def _gb(n: int, up: bool = True) -> str:

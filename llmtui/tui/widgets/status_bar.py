@@ -9,9 +9,12 @@ class StatusBar(Static):
     """`● model │ context used/ctx tokens │ rag NAME │ daemon state │ F1 help · Ctrl+P`."""
 
     def show(self, *, model: str, loaded: bool, used: int, context: int | None, state: str,
-             rag: str | None = None) -> None:
+             rag: str | None = None, drafts: tuple[int, int] | None = None) -> None:
         mark = "●" if loaded else "○"
         tokens = f"{used}/{context}" if context else f"{used}"
+        kept = ""
+        if drafts and drafts[0]:  # speculative decoding of the last reply: guesses kept
+            kept = f"drafts {100 * drafts[1] / drafts[0]:.0f}% kept │ "
         self.update(f"{mark} {model} │ context {tokens} tokens │ "
-                    + (f"rag {rag} │ " if rag else "")
+                    + (f"rag {rag} │ " if rag else "") + kept
                     + f"daemon {state} │ F1 help · Ctrl+P commands")
