@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llmtui.api.common import first_event, guarded, model_field
+from llmtui.api.images import RawImage, openai_image
 from llmtui.api.ollama import OllamaAPI, ToolStream
 from llmtui.api.validate import check_format
 from llmtui.backends.tools import check_tools, parse_tool_calls
@@ -166,17 +167,21 @@ class OpenAIAPI:
             return check_format(schema)
         raise InvalidInput("response_format.type must be text, json_object or json_schema")
 
-    def _messages(self, raw: Any) -> list[dict[str, Any]]:
+    def _messages(self, raw: Any) -> tuple[list[dict[str, Any]], list[list[RawImage]]]:
+        """The messages in Ollama's shape, and each one's images (not yet decoded)."""
         if not isinstance(raw, list) or not raw:
             raise InvalidInput("'messages' must be a non-empty list")
         out = []
+        groups: list[list[RawImage]] = []
         for i, m in enumerate(raw):
             if not isinstance(m, dict):
                 raise InvalidInput(f"message {i} must be an object")
             m = dict(m)
+            m.pop("images", None)  # not an OpenAI field: images come as content parts
             if m.get("role") == "developer":
                 m["role"] = "system"
             content = m.get("content")
+            images: list[RawImage] = []
             if isinstance(content, list):  # content parts
                 texts = []
                 for part in content:
@@ -184,11 +189,13 @@ class OpenAIAPI:
                     if kind == "text":
                         texts.append(str(part.get("text") or ""))
                     elif kind in ("image_url", "input_image"):
-                        raise InvalidInput("this model cannot read images (it is not a "
-                                           "vision model)")
+                        assert isinstance(part, dict)
+                        label = f"image {len(images) + 1} of message {i}"
+                        images.append(openai_image(part, label))
                     else:
                         raise InvalidInput(f"message {i}: unsupported content part {kind!r}")
                 m["content"] = "".join(texts)
+            groups.append(images)
             if m.get("tool_calls"):
                 calls = []
                 for call in m["tool_calls"]:
@@ -203,7 +210,7 @@ class OpenAIAPI:
                     calls.append({"function": fn})
                 m["tool_calls"] = calls
             out.append(m)
-        return self.o.messages(out)
+        return self.o.messages(out), groups
 
     async def _collect(self, kind: str, model: str, req: dict[str, Any]
                        ) -> tuple[str, dict[str, Any]]:
@@ -226,10 +233,11 @@ class OpenAIAPI:
         """Chat completions: SSE streaming, response_format, tools, stop, seed, usage."""
         data = await self.o.json(request)
         model = model_field(data)
-        messages = self._messages(data.get("messages"))
+        messages, images = self._messages(data.get("messages"))
         tools = None if data.get("tool_choice") == "none" else check_tools(data.get("tools"))
         req = {"messages": messages, "format": self._format(data), "tools": tools,
                "options": self._options(data), "truncate": bool(data.get("truncate", False))}
+        req["messages"] = await self.o.with_images(model, messages, images)
         cid = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         if not data.get("stream"):

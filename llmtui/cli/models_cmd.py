@@ -39,15 +39,19 @@ def import_(
     path: Path = typer.Argument(..., help="A GGUF file."),
     name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
     link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
+    mmproj: Path | None = typer.Option(None, "--mmproj", help="The vision projector "
+                                       "(mmproj GGUF) that goes with the model."),
 ) -> None:
     """Add a local GGUF file to the store (copied, or linked with --link)."""
     from llmtui.cli.progress import PullProgress
     from llmtui.models.pull import import_file
 
     with PullProgress() as progress:
-        manifest = import_file(_store(), path, name, link=link, on_event=progress)
+        manifest = import_file(_store(), path, name, link=link, mmproj=mmproj,
+                               on_event=progress)
     how = "linked" if link else "copied"
-    info(f"{how} {path} as {manifest.name}")
+    extra = f" with projector {mmproj.name} (vision)" if mmproj is not None else ""
+    info(f"{how} {path}{extra} as {manifest.name}")
 
 
 def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -64,14 +68,15 @@ def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.
     now = time.time()
     rows = [
         [m.name, human_size(m.size), m.quantization or "-", m.family or "-",
-         human_age(now - store.modified(m)),
+         "text+image" if m.projector else "text", human_age(now - store.modified(m)),
          str(store.layer_path(m.layers[0])) if m.linked else "store"]
         for m in manifests
     ]
     if not rows and sys.stdout.isatty():
         info("no models installed; try: llm pull smollm2:135m")
         return
-    print_table(None, ["NAME", "SIZE", "QUANT", "FAMILY", "MODIFIED", "LOCATION"], rows)
+    print_table(None, ["NAME", "SIZE", "QUANT", "FAMILY", "INPUT", "MODIFIED", "LOCATION"],
+                rows)
 
 
 def show(
@@ -107,10 +112,14 @@ def show(
         "capabilities": list(manifest.capabilities),
         "size": manifest.size, "digest": f"sha256:{manifest.digest}",
         "source": manifest.source,
-        "location": str(path if len(manifest.layers) == 1 else store.model_dir(manifest)),
+        "location": str(path if len(manifest.layers) == 1 or manifest.format == "gguf"
+                        else store.model_dir(manifest)),
         "linked": manifest.linked,
         "created": manifest.created,
     }
+    projector = _projector(store, manifest)
+    if projector is not None:
+        data["projector"] = projector
     if json_out:
         if gguf is not None:
             data["template"] = gguf.chat_template
@@ -118,10 +127,26 @@ def show(
                 data["metadata"] = gguf.metadata
         print_json(data)
         return
-    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items() if v not in (None, "")]
+    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items()
+            if v not in (None, "") and k != "projector"]
+    if projector is not None:
+        rows += [["projector", f"{projector['projector_type']} ({projector['file']})"],
+                 ["image size", _fmt(projector["image_size"])],
+                 ["tokens per image", _fmt(projector["tokens_per_image"] or "dynamic")]]
     if metadata and gguf is not None:
         rows += [[k, _fmt(v)[:120]] for k, v in sorted(gguf.metadata.items())]
     print_table(manifest.name, ["FIELD", "VALUE"], rows)
+
+
+def _projector(store: Any, manifest: Any) -> dict[str, Any] | None:
+    """What `llm show` says about a vision model's projector, read from the file."""
+    path = store.projector_path(manifest)
+    if path is None:
+        return None
+    from llmtui.models.projector import read_projector
+
+    return {**read_projector(path, manifest.projector.filename).to_json(),
+            "file": manifest.projector.filename, "size": manifest.projector.size}
 
 
 def _fmt(value: Any) -> str:

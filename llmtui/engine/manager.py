@@ -161,6 +161,8 @@ class EngineManager:
             "num_gpu": int(options.get("num_gpu", self.default_gpu_layers)),
             "num_thread": int(options.get("num_thread") or self.default_threads or 0),
             "embedding": embedding,
+            **({"mmproj": str(mm)} if not embedding and (mm := self.store.projector_path(manifest))
+               else {}),  # a vision model's projector (issue 19)
         }
 
     async def _runner(self, model: str, options: dict[str, Any], *,

@@ -30,6 +30,16 @@ class GGUFInfo:
     license: str | None
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: GGUF value type of each metadata key (4 = uint32, 6 = float32, 7 = bool, 8 = string)
+    types: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: tensor name -> dims in GGUF order (ggml's ne: the fastest-varying first)
+    tensors: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                repr=False)
+
+    @property
+    def is_projector(self) -> bool:
+        """A multimodal projector (mmproj), as converters mark it, not a language model."""
+        return self.metadata.get("general.type") == "mmproj" or self.architecture == "clip"
 
 
 def check_header(path: Path) -> int:
@@ -136,25 +146,29 @@ def read_info(path: Path) -> GGUFInfo:
             if n_tensors > 1_000_000 or n_kv > 1_000_000:
                 raise BadModelFile(f"{path.name} is malformed: implausible header counts")
             metadata: dict[str, Any] = {}
+            types: dict[str, int] = {}
             chat_template = None
             for _ in range(n_kv):
                 key = cur.string()
                 vtype = cur.unpack("I")
                 value = _value(cur, vtype)
                 metadata[key] = value
+                types[key] = vtype
                 if key == "tokenizer.chat_template" and isinstance(value, str):
                     chat_template = value
             params, end = 0, 0
             tensor_types: list[str] = []
             infos = []
+            shapes: dict[str, tuple[int, ...]] = {}
             for _ in range(n_tensors):
-                cur.string()
+                tname = cur.string()
                 n_dims = cur.unpack("I")
                 if n_dims > 8:
                     raise BadModelFile(f"{path.name} is malformed: tensor with {n_dims} dims")
                 dims = [cur.unpack("Q") for _ in range(n_dims)]
                 ttype, offset = cur.unpack("I"), cur.unpack("Q")
                 infos.append((dims, ttype, offset))
+                shapes[tname] = tuple(dims)
             alignment = int(metadata.get("general.alignment", 32) or 32)
             data_start = (cur.pos + alignment - 1) // alignment * alignment
             for dims, ttype, offset in infos:
@@ -198,6 +212,8 @@ def read_info(path: Path) -> GGUFInfo:
         license=str(license_) if license_ else None,
         tensor_count=len(infos),
         metadata=metadata,
+        types=types,
+        tensors=shapes,
     )
 
 
