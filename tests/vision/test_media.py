@@ -86,7 +86,7 @@ def test_truncated_images() -> None:
     with pytest.raises(InvalidInput, match="truncated or corrupt"):
         media.decode(data[: len(data) // 2])
     jpeg = encode(Image.effect_noise((64, 64), 50).convert("RGB"), "JPEG")
-    with pytest.raises(InvalidInput, match="truncated or corrupt|corrupt"):
+    with pytest.raises(InvalidInput, match="corrupt"):
         media.decode(jpeg[:200])
 
 
@@ -141,7 +141,7 @@ def test_client_side_helpers(tmp_path: Path) -> None:
     text = tmp_path / "notes.txt"
     text.write_text("hello")
     assert media.read_image_file(png) == png.read_bytes()
-    with pytest.raises(InvalidInput, match="notes.txt is not a PNG"):
+    with pytest.raises(InvalidInput, match=r"notes\.txt is not a PNG"):
         media.read_image_file(text)
     with pytest.raises(InvalidInput, match="no such image file"):
         media.read_image_file(tmp_path / "missing.png")
