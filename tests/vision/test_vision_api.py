@@ -284,3 +284,24 @@ def test_endpoints_without_images_refuse_them(vision_tcp: TcpDaemon) -> None:
         {"messages": [{"role": "user", "content": "x", "images": [b64(RED)]}]}]})
     assert "does not take" in json.dumps(r.json())
     still_serving(vision_tcp)
+
+
+def test_docs_examples_run(vision_tcp: TcpDaemon) -> None:
+    """Every ```sh block marked `# test` in docs/vision.md runs against the daemon (with
+    the test vision model standing in for smolvlm:256m)."""
+    import re
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    text = (ROOT / "docs" / "vision.md").read_text()
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "# test" in b]
+    assert len(blocks) >= 2
+    for block in blocks:
+        script = block.replace("http://127.0.0.1:11434", vision_tcp.url).replace(
+            "smolvlm:256m", VIS)
+        res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                             text=True, timeout=180)
+        assert res.returncode == 0, (block, res.stdout, res.stderr)
+        assert "error" not in res.stdout.lower() or "# expect-error" in block, (block,
+                                                                                res.stdout)
