@@ -102,6 +102,21 @@ class PromptArea(TextArea):
         await super()._on_key(event)
 
 
+def image_view(app: Any, att: dict[str, Any]) -> Any:
+    """An image attachment's preview (from the history's images folder)."""
+    from llmtui.history import image_file
+    from llmtui.tui.images import preview
+
+    name = str(att.get("name", "image"))
+    try:
+        path = image_file(app.history.images_dir, att)
+    except LlmtuiError:
+        path = None
+    if path is None or not path.is_file():
+        return Label(f"🖼 {name} (missing)", classes="stats")
+    return preview(path, name)
+
+
 class MessageView(Vertical):
     """One message: who said it, the Markdown text, and for replies the stats."""
 
@@ -127,7 +142,10 @@ class MessageView(Vertical):
         yield Label(self.who(), classes="who")
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
-            yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
+            if att.get("kind") == "image":
+                yield image_view(self.app, att)
+            else:
+                yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
         if self.message.role == "assistant":
             yield Label(stats_line(self.message, self.live), classes="stats")
 
@@ -478,7 +496,29 @@ class ChatApp(App[None]):
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
             return
+        if text == "/image" or text.startswith("/image "):
+            self.attach_images(text[6:].strip())
+            return
+        from llmtui.tui.images import pasted_images
+
+        dropped = pasted_images(text)
+        if dropped:  # a path pasted or dropped into the terminal: attach, do not send
+            for path in dropped:
+                self.attach_path(path)
+            return
         self.send(text)
+
+    def attach_images(self, arg: str) -> None:
+        """`/image PATH`: attach an image to the next message."""
+        if not arg:
+            self.notify("usage: /image PATH (PNG, JPEG, WebP or GIF), for a vision model",
+                        title="Image")
+            return
+        from llmtui.tui.images import pasted_images
+
+        paths = pasted_images(arg) or [Path(arg.strip("'\"")).expanduser()]
+        for path in paths:
+            self.attach_path(path)
 
     @work(group="rag")
     async def attach_rag(self, name: str) -> None:
@@ -531,7 +571,8 @@ class ChatApp(App[None]):
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
-        msgs = [m.for_model() for m in self.conv.messages if m.content or m.attachments]
+        msgs = [m.for_model(self.history.image_bytes) for m in self.conv.messages
+                if m.content or m.attachments]
         if self.conv.system:
             msgs.insert(0, {"role": "system", "content": self.conv.system})
         return msgs
@@ -701,14 +742,35 @@ class ChatApp(App[None]):
         self.push_screen(FilePicker(Path.cwd()), chosen)
 
     def attach_path(self, path: Path) -> None:
+        from llmtui.media import detect
+
         try:
-            data = path.read_bytes()[:MAX_ATTACHMENT + 1]
+            with path.open("rb") as fh:
+                data = fh.read(MAX_ATTACHMENT + 1)
+                if detect(data):
+                    from llmtui.config import parse_size
+
+                    limit = parse_size(self.settings.config.get("max_image_size"))
+                    data += fh.read(max(0, limit + 1 - len(data)))
+                    if len(data) > limit:
+                        self.notify(f"{path.name} is larger than {limit:,} bytes "
+                                    "(max_image_size)", severity="error")
+                        return
         except OSError as exc:
-            self.notify(f"cannot read {path.name}: {exc.strerror}", severity="error")
+            self.notify(f"cannot read {path.name}: {exc.strerror or exc}", severity="error")
+            return
+        if detect(data):  # an image: kept by hash with the conversation, shown as a preview
+            try:
+                self.pending.append(self.history.add_image(data, path.name))
+            except LlmtuiError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self._show_attachments()
+            self.main.query_one("#prompt").focus()
             return
         if b"\x00" in data[:8192]:
-            self.notify(f"{path.name} is not text; images need a vision model, which is not "
-                        "loaded", severity="error")
+            self.notify(f"{path.name} is not text, nor a PNG, JPEG, WebP or GIF image",
+                        severity="error")
             return
         if len(data) > MAX_ATTACHMENT:
             self.notify(f"{path.name} is larger than 2 MB; only text files that fit the "
@@ -721,7 +783,8 @@ class ChatApp(App[None]):
 
     def _show_attachments(self) -> None:
         widget = self.main.query_one("#attachments", Static)
-        names = ", ".join(f"📎 {a['name']} ({len(a['text'])} chars)" for a in self.pending)
+        names = ", ".join(f"🖼 {a['name']}" if a.get("kind") == "image"
+                          else f"📎 {a['name']} ({len(a['text'])} chars)" for a in self.pending)
         widget.update(f"attached: {names}" if names else "")
         widget.set_class(not names, "empty")
 
