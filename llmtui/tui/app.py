@@ -610,8 +610,9 @@ class ChatApp(App[None]):
         chunks: list[dict[str, Any]] = []
         if collection:
             question = request[-1]["content"]
-            parts = self.backend.rag_chat(collection, conv.model, question,
-                                          [m for m in request[:-1] if m["role"] != "system"],
+            history = [{k: v for k, v in m.items() if k != "images"}  # RAG answers text
+                       for m in request[:-1] if m["role"] != "system"]
+            parts = self.backend.rag_chat(collection, conv.model, question, history,
                                           self._options())
         else:
             parts = self.backend.chat(conv.model, request, self._options())
