@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -14,11 +15,9 @@ from llmtui.cli.gen_cmd import (
     ModelOpt,
     SeedOpt,
     TempOpt,
-    _Quiet,
-    _silence_stdout,
-    _write,
     build_options,
     read_images,
+    stream_reply,
     vision_model,
 )
 from llmtui.errors import InvalidInput
@@ -45,20 +44,21 @@ def describe(
     opts = build_options(model or vision_model(), None, temperature, seed,
                          max_tokens if max_tokens is not None else 80, None, None, False,
                          False, False)
-    from llmtui.cli.gen_cmd import stream_reply
     from llmtui.cli.session import connect
 
     with connect() as client:
-        try:
-            for name, data in zip(names, images, strict=True):
-                text, _ = stream_reply(client, opts, prompt=prompt, images=[data], echo=False)
-                line = " ".join(text.split())  # one line, whatever the model wrote
-                label = "stdin" if name == "-" else name
-                out: Any = {"file": label, "text": line}
-                _write(json.dumps(out, ensure_ascii=False) + "\n" if json_out
-                       else f"{label}\t{line}\n")
-        except _Quiet:
-            _silence_stdout()
+        for name, data in zip(names, images, strict=True):
+            text, _ = stream_reply(client, opts, prompt=prompt, images=[data], echo=False)
+            line = " ".join(text.split())  # one line, whatever the model wrote
+            label = "stdin" if name == "-" else name
+            out: Any = {"file": label, "text": line}
+            try:
+                sys.stdout.write(json.dumps(out, ensure_ascii=False) + "\n" if json_out
+                                 else f"{label}\t{line}\n")
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader went away (`| head -1`): end quietly
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return
 
 
 def register(app: typer.Typer) -> None:

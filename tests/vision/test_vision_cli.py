@@ -76,6 +76,12 @@ def test_describe_one_line_per_image(vllm: Runner, vision_home: Path,
     piped = run_bytes(vision_home, "describe", "-m", VIS, "-n", "3",
                       data=pictures["green.png"].read_bytes())
     assert piped.returncode == 0 and piped.stdout.decode().startswith("stdin\t")
+    cmd = " ".join([*LLM, "describe", *files, *files, "-m", VIS, "-n", "3"]) + " | head -1"
+    head = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "LLMTUI_HOME": str(vision_home)})
+    assert head.returncode == 0 and len(head.stdout.splitlines()) == 1, head.stderr
+    assert "Traceback" not in head.stderr
 
 
 def test_vision_model_setting(vllm: Runner, pictures: dict[str, Path]) -> None:
