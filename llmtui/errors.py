@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     MISSING_EXTRA = 15
     COLLECTION_NOT_FOUND = 16
     EMBEDDING_MISMATCH = 17
+    OFFLINE = 18
     INTERRUPTED = 130
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from llmtui.cli.gen_cmd import (
+from llmtui.cli.common import (
     MaxOpt,
     ModelOpt,
     SeedOpt,

