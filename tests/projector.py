@@ -40,7 +40,8 @@ def write_projector(path: Path, *, n_embd_text: int = SMOLLM_EMBD, n_embd: int =
 
     ``flaw`` writes a broken one on purpose: ``int32_key`` (clip.vision.image_size as an
     int32: llama.cpp aborts on it), ``no_patch_size`` (a required key missing),
-    ``model_type`` (general.type "model": not marked as a projector).
+    ``model_type`` (general.type "model", architecture "llama": only its clip.* keys say
+    it is a projector).
     """
     import gguf
     import numpy as np

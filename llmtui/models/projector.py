@@ -166,7 +166,7 @@ def check_pair(text: GGUFInfo, projector: ProjectorInfo, *, text_label: str,
                projector_label: str) -> None:
     """Refuse a projector made for another text model (its width differs from n_embd)."""
     if text.is_projector:
-        raise BadModelFile(f"{text_label} is a projector (mmproj), not a language model",
+        raise BadModelFile(f"{text_label} is a vision projector, not a model",
                            hint="give the text model first and the projector with --mmproj")
     width = text.embedding_length
     if width and projector.output_width and width != projector.output_width:

@@ -126,12 +126,19 @@ def test_projector_info(projector: Path, smollm: Path) -> None:
 @pytest.mark.parametrize(("flaw", "message"), [
     ("int32_key", "'clip.vision.image_size' has type int32, llama.cpp needs uint32"),
     ("no_patch_size", "clip.vision.patch_size is missing"),
-    ("model_type", "is not a projector"),
 ])
 def test_malformed_projectors_are_named(tmp_path: Path, flaw: str, message: str) -> None:
     path = write_projector(tmp_path / f"{flaw}.gguf", flaw=flaw)
     with pytest.raises(BadModelFile, match=message):
         read_projector(path)
+
+
+def test_what_counts_as_a_projector(tmp_path: Path, smollm: Path) -> None:
+    # llama.cpp never reads general.type: clip.* keys make a projector whatever it says.
+    unmarked = write_projector(tmp_path / "unmarked.gguf", flaw="model_type")
+    assert read_projector(unmarked).projector_type == "mlp"
+    with pytest.raises(BadModelFile, match="is not a projector"):
+        read_projector(smollm)
 
 
 def test_a_projector_of_another_width_is_refused(tmp_path: Path, smollm: Path) -> None:
