@@ -144,3 +144,45 @@ def one_line_error(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr, stderr
     return lines[0]
+
+
+# -- vision (issue 19) --------------------------------------------------------------------------
+
+#: Bump when tests/projector.py writes a different file, so the cache is rewritten.
+PROJECTOR_VERSION = 1
+
+
+@pytest.fixture(scope="session")
+def projector(models_cache: Path) -> Path:
+    """A tiny random-weight vision projector (mmproj GGUF) for SmolLM2-135M, written once
+    with the ``gguf`` package (tests/projector.py): projector type ``mlp``, 576-wide output,
+    32x32 images in 8x8 patches, so every image is 16 image tokens. llama.cpp's mtmd loads
+    it with the SmolLM2 test model (tests/vision/test_projector.py proves it)."""
+    from tests.projector import write_projector
+
+    target = models_cache / f"llmtui-test-mmproj-v{PROJECTOR_VERSION}.gguf"
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        write_projector(tmp)
+        os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
+    return target
+
+
+def import_vision(home: Path, smollm: Path, projector: Path,
+                  name: str = "smolvision:test") -> None:
+    """Install SmolLM2-135M with the test projector as one vision model (linked)."""
+    env = {**os.environ, "LLMTUI_HOME": str(home)}
+    subprocess.run([*LLM, "import", str(smollm), "--mmproj", str(projector), "--name", name,
+                    "--link"], env=env, check=True, capture_output=True, timeout=60)
+
+
+def engine_reads_images() -> bool:
+    """Whether the llama.cpp backend evaluates images yet (the engine half of issue 19):
+    until it does, requests with images are accepted but the images have no effect."""
+    backends = ROOT / "llmtui" / "backends"
+    return any("mmproj" in p.read_text(encoding="utf-8") for p in backends.glob("*.py"))
+
+
+needs_engine = pytest.mark.skipif(
+    not engine_reads_images(),
+    reason="the llama.cpp backend does not evaluate images yet (issue 19, engine part)")

@@ -35,6 +35,8 @@ class Limits:
     predict: int = 131072
     inputs: int = 4096
     read_timeout: float = 60.0
+    image_bytes: int = 20 * 1000 * 1000
+    image_pixels: int = 50_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -43,7 +45,16 @@ class Limits:
                    prompt_chars=int(cfg.get("max_prompt_chars")),
                    messages=int(cfg.get("max_messages")),
                    predict=int(cfg.get("max_predict")),
-                   read_timeout=parse_duration(cfg.get("request_timeout")))
+                   read_timeout=parse_duration(cfg.get("request_timeout")),
+                   image_bytes=parse_size(cfg.get("max_image_size")),
+                   image_pixels=int(cfg.get("max_image_pixels")))
+
+    @property
+    def images(self) -> Any:
+        """The per-image bounds (llmtui.media.ImageLimits)."""
+        from llmtui.media import ImageLimits
+
+        return ImageLimits(max_bytes=self.image_bytes, max_pixels=self.image_pixels)
 
 
 class RequestTimeout(LlmtuiError):

@@ -35,6 +35,7 @@ from llmtui.api.common import (
     shorten_vectors,
     unless_gone,
 )
+from llmtui.api.images import RawImage, decode_images, ollama_images
 from llmtui.api.reply import (
     Piece,
     ReplyStream,
@@ -55,9 +56,12 @@ NDJSON = "application/x-ndjson"
 
 
 def details(m: Manifest) -> dict[str, Any]:
+    families = [m.family] if m.family else []
+    if m.projector is not None:
+        families.append("clip")  # as Ollama lists a vision model's projector
     return {
         "parent_model": "", "format": m.format, "family": m.family or "",
-        "families": [m.family] if m.family else None,
+        "families": families or None,
         "parameter_size": m.parameter_size or "", "quantization_level": m.quantization or "",
     }
 
@@ -202,8 +206,8 @@ class OllamaAPI:
                                f"is {self.limits.prompt_chars})")
         return text
 
-    def messages(self, raw: Any) -> list[dict[str, Any]]:
-        messages = check_messages(raw, self.limits.messages)
+    def messages(self, raw: Any, *, images: bool = False) -> list[dict[str, Any]]:
+        messages = check_messages(raw, self.limits.messages, images=images)
         total = sum(len(m["content"]) for m in messages)
         if total > self.limits.prompt_chars:
             raise InvalidInput(f"the messages are too long ({total} characters; the limit "
@@ -292,11 +296,9 @@ class OllamaAPI:
         return JSONResponse({**base, "done_reason": "load",
                              "total_duration": ns(time.perf_counter() - started)})
 
-    def _no_images(self, model: str, images: Any) -> None:
-        if images:
-            if not isinstance(images, list):
-                raise InvalidInput("'images' must be a list of base64 strings")
-            raise InvalidInput(f"'{model}' cannot read images (it is not a vision model)")
+    async def images(self, model: str, groups: list[list[RawImage]]) -> list[list[Any]]:
+        """Each group's images decoded for the worker (400 for a text-only model)."""
+        return await decode_images(self.engine.store, model, groups, self.limits.images)
 
     @staticmethod
     def _keep_alive(data: dict[str, Any]) -> Any:
@@ -312,9 +314,9 @@ class OllamaAPI:
         prompt = self.text(data.get("prompt"), "prompt")
         suffix = self.text(data.get("suffix"), "suffix")
         keep_alive = self._keep_alive(data)
-        if not prompt and not suffix:
+        images = ollama_images(data.get("images"), "")
+        if not prompt and not suffix and not images:
             return await self._load_or_unload(model, keep_alive, "response")
-        self._no_images(model, data.get("images"))
         context = data.get("context")
         if context is not None and (not isinstance(context, list) or not all(
                 isinstance(t, int) and not isinstance(t, bool) for t in context)):
@@ -327,6 +329,8 @@ class OllamaAPI:
             "options": self.options(data.get("options"), model), "context": context or None,
             "truncate": bool(data.get("truncate", False)),
         }
+        if images:  # they belong to the prompt's user turn
+            req["images"] = (await self.images(model, [images]))[0]
         stream = data.get("stream", True) is not False
         plan = await self.think_and_logprobs(data, model, req,
                                              raw_prompt=prompt if req["raw"] else None)
@@ -349,11 +353,12 @@ class OllamaAPI:
         """Chat over a list of messages; tools and tool calls as Ollama documents them."""
         data = await self.json(request)
         model = model_field(data)
-        messages = self.messages(data.get("messages"))
+        messages = self.messages(data.get("messages"), images=True)
         keep_alive = self._keep_alive(data)
         if not messages:
             return await self._load_or_unload(model, keep_alive, "message")
-        self._no_images(model, [m["images"] for m in messages if m.get("images")])
+        groups = [ollama_images(m.get("images"), f" of message {i}")
+                  for i, m in enumerate(messages, 1)]
         tools = check_tools(data.get("tools"))
         req = {
             "messages": messages, "format": check_format(data.get("format")),
@@ -361,6 +366,7 @@ class OllamaAPI:
             "template": self.text(data.get("template"), "template") or None,
             "truncate": bool(data.get("truncate", False)),
         }
+        req["messages"] = await self.with_images(model, messages, groups)
         stream = data.get("stream", True) is not False
         plan = await self.think_and_logprobs(data, model, req)
 
@@ -386,6 +392,18 @@ class OllamaAPI:
 
         return await self._run(request, "chat", model, req, keep_alive, stream, chunk, final,
                                tools, plan)
+
+    async def with_images(self, model: str, messages: list[dict[str, Any]],
+                          groups: list[list[RawImage]]) -> list[dict[str, Any]]:
+        """The messages with each one's images decoded (and no empty ``images`` lists)."""
+        decoded = await self.images(model, groups)
+        out = []
+        for message, images in zip(messages, decoded, strict=True):
+            message = {k: v for k, v in message.items() if k != "images"}
+            if images:
+                message["images"] = images
+            out.append(message)
+        return out
 
     def inputs(self, raw: Any) -> list[str]:
         inputs = [raw] if isinstance(raw, str) else raw
@@ -511,8 +529,20 @@ class OllamaAPI:
             template = template or info.chat_template or ""
             license_ = info.license or license_
         from llmtui.models.capabilities import capabilities
+        extra: dict[str, Any] = {}
+        proj_path = store.projector_path(manifest)
+        if proj_path is not None:
+            from llmtui.models.gguf_info import read_info
+            from llmtui.models.projector import projector_info
+
+            proj = await asyncio.to_thread(read_info, proj_path)
+            assert manifest.projector is not None
+            # Ollama's field: the projector's GGUF metadata; ours: what it means.
+            extra["projector_info"] = proj.metadata
+            extra["projector"] = projector_info(proj, manifest.projector.filename).to_json()
         params = manifest.parameters_override or {}
         modelfile = (f"FROM {path.name}\n"
+                     + (f"FROM {proj_path.name}\n" if proj_path is not None else "")
                      + (f'TEMPLATE """{template}"""\n' if template else "")
                      + (f'SYSTEM """{manifest.system}"""\n' if manifest.system else "")
                      + "".join(f"PARAMETER {k} {json.dumps(v)}\n" for k, v in params.items()))
@@ -523,6 +553,7 @@ class OllamaAPI:
             "details": details(manifest), "model_info": model_info,
             "capabilities": capabilities(manifest, metadata, template or None),
             "modified_at": datetime.fromtimestamp(store.modified(manifest), UTC).isoformat(),
+            **extra,
         })
 
     def _progress_stream(self, stream: bool,
@@ -664,8 +695,9 @@ class OllamaAPI:
         if bool(source) == bool(files):
             raise InvalidInput("create needs either 'from' (a model) or 'files' "
                                "({\"name.gguf\": \"sha256:...\"})")
-        if files is not None and (not isinstance(files, dict) or len(files) != 1):
-            raise InvalidInput("'files' must map one GGUF file name to its sha256 digest")
+        if files is not None and (not isinstance(files, dict) or not 1 <= len(files) <= 2):
+            raise InvalidInput("'files' must map one GGUF file name (or a model and its "
+                               "projector) to sha256 digests")
         params = self.options(data.get("parameters"))
         system = data.get("system")
         template = data.get("template")
@@ -698,21 +730,24 @@ class OllamaAPI:
                 found = store.get(base_name)
                 return found, f"sha256:{found.digest}"
             assert isinstance(files, dict)
-            (filename, digest_text), = files.items()
-            if not isinstance(digest_text, str):
-                raise InvalidInput("'files' must map a file name to a \"sha256:...\" digest")
-            digest = parse_digest(digest_text)
-            if not store.has_blob(digest):
-                raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
-                                   "(POST /api/blobs/:digest first)")
             from llmtui.models.pull import build_manifest
             from llmtui.models.store import _safe_filename
 
-            name = _safe_filename(str(filename))
-            size = store.blob_path(digest).stat().st_size
-            made = build_manifest(store, target, [Layer(digest=digest, size=size,
-                                                        filename=name)], "gguf", "create", None)
-            return made, f"sha256:{digest}"
+            layers = []
+            for filename, digest_text in files.items():
+                if not isinstance(digest_text, str):
+                    raise InvalidInput("'files' must map a file name to a \"sha256:...\" "
+                                       "digest")
+                digest = parse_digest(digest_text)
+                if not store.has_blob(digest):
+                    raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
+                                       "(POST /api/blobs/:digest first)")
+                size = store.blob_path(digest).stat().st_size
+                layers.append(Layer(digest=digest, size=size,
+                                    filename=_safe_filename(str(filename))))
+            # With two files, the projector is the one whose general.type is mmproj.
+            made = build_manifest(store, target, layers, "gguf", "create", None)
+            return made, ", ".join(f"sha256:{layer.digest}" for layer in made.layers)
 
         base, layer = await asyncio.to_thread(prepare)
 

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from llmtui.api.common import guarded, model_field, shorten_vectors, unless_gone
+from llmtui.api.images import RawImage, openai_image
 from llmtui.api.ollama import OllamaAPI, ToolStream
 from llmtui.api.reply import (
     Piece,
@@ -192,20 +193,24 @@ class OpenAIAPI:
             return check_format(schema)
         raise InvalidInput("response_format.type must be text, json_object or json_schema")
 
-    def _messages(self, raw: Any) -> list[dict[str, Any]]:
+    def _messages(self, raw: Any) -> tuple[list[dict[str, Any]], list[list[RawImage]]]:
+        """The messages in Ollama's shape, and each one's images (not yet decoded)."""
         if not isinstance(raw, list) or not raw:
             raise InvalidInput("'messages' must be a non-empty list")
         out = []
+        groups: list[list[RawImage]] = []
         for i, m in enumerate(raw):
             if not isinstance(m, dict):
                 raise InvalidInput(f"message {i} must be an object")
             m = dict(m)
+            m.pop("images", None)  # not an OpenAI field: images come as content parts
             if m.get("role") == "developer":
                 m["role"] = "system"
             reasoning = m.pop("reasoning_content", None) or m.pop("reasoning", None)
             if isinstance(reasoning, str) and reasoning and m.get("role") == "assistant":
                 m["thinking"] = reasoning  # earlier reasoning goes back as Ollama's field
             content = m.get("content")
+            images: list[RawImage] = []
             if isinstance(content, list):  # content parts
                 texts = []
                 for part in content:
@@ -213,11 +218,13 @@ class OpenAIAPI:
                     if kind == "text":
                         texts.append(str(part.get("text") or ""))
                     elif kind in ("image_url", "input_image"):
-                        raise InvalidInput("this model cannot read images (it is not a "
-                                           "vision model)")
+                        assert isinstance(part, dict)
+                        label = f"image {len(images) + 1} of message {i}"
+                        images.append(openai_image(part, label))
                     else:
                         raise InvalidInput(f"message {i}: unsupported content part {kind!r}")
                 m["content"] = "".join(texts)
+            groups.append(images)
             if m.get("tool_calls"):
                 calls = []
                 for call in m["tool_calls"]:
@@ -232,7 +239,7 @@ class OpenAIAPI:
                     calls.append({"function": fn})
                 m["tool_calls"] = calls
             out.append(m)
-        return self.o.messages(out)
+        return self.o.messages(out), groups
 
     def _requests(self, data: dict[str, Any], req: dict[str, Any]) -> list[dict[str, Any]]:
         """One engine request per choice (``n``); with a seed, choice i uses seed + i, so
@@ -269,11 +276,12 @@ class OpenAIAPI:
         n, logprobs, reasoning, usage."""
         data = await self.o.json(request)
         model = model_field(data)
-        messages = self._messages(data.get("messages"))
+        messages, images = self._messages(data.get("messages"))
         # A forced call (tool_choice "required" or a named function) is a grammar.
         tools, forced = tool_choice(check_tools(data.get("tools")), data.get("tool_choice"))
         req = {"messages": messages, "format": forced or self._format(data), "tools": tools,
                "options": self._options(data), "truncate": bool(data.get("truncate", False))}
+        req["messages"] = await self.o.with_images(model, messages, images)
         plan = await self._plan({**data, "logprobs": data.get("logprobs") or None}, model,
                                 req)
         reqs = self._requests(data, req)

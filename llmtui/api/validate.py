@@ -93,7 +93,10 @@ def check_format(fmt: Any) -> Any:
     raise InvalidInput('format must be "json" or a JSON schema object')
 
 
-def check_messages(messages: Any, limit: int = 10_000) -> list[dict[str, Any]]:
+def check_messages(messages: Any, limit: int = 10_000, *,
+                   images: bool = False) -> list[dict[str, Any]]:
+    """Messages checked for shape. ``images``: this endpoint decodes a message's
+    ``images`` itself; elsewhere they are refused, never passed on undecoded."""
     if messages is None:
         return []
     if not isinstance(messages, list):
@@ -112,6 +115,9 @@ def check_messages(messages: Any, limit: int = 10_000) -> list[dict[str, Any]]:
             content = ""
         if not isinstance(content, str):
             raise InvalidInput(f"message {i} content must be a string")
+        if m.get("images") and not images:
+            raise InvalidInput(f"message {i} has images, which this endpoint does not take",
+                               hint="send images to /api/chat or /v1/chat/completions")
         out.append({**m, "content": content})
     return out
 

@@ -26,6 +26,7 @@ from llmtui.cli import (
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
+    vision_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -50,6 +51,7 @@ prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
 formats_cmd.register(app)
+vision_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

@@ -86,7 +86,42 @@ def read_stdin() -> str | None:
     """stdin as text when it is piped; None on a terminal. Binary input is refused."""
     if sys.stdin is None or sys.stdin.isatty():
         return None
+    return _text(sys.stdin.buffer.read())
+
+
+def read_stdin_or_image() -> tuple[str | None, bytes | None]:
+    """Piped stdin as (text, None), or (None, bytes) when it is an image (by its magic
+    bytes): `cat photo.png | llm run MODEL "describe"`."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None, None
     data = sys.stdin.buffer.read()
+    from llmtui.media import detect
+
+    if detect(data) is not None:
+        return None, data
+    return _text(data), None
+
+
+def read_images(paths: list[str]) -> list[bytes]:
+    """The --image files (checked to be images by their magic bytes); '-' is stdin."""
+    if paths.count("-") > 1:
+        raise InvalidInput("--image - (stdin) can be given only once")
+    from llmtui.config import Settings, parse_size
+    from llmtui.media import read_image_file
+
+    limit = parse_size(Settings.load().config.get("max_image_size"))
+    return [read_image_file(p, max_bytes=limit) for p in paths]
+
+
+def vision_model() -> str | None:
+    """The model for images when none is named: vision_model, else default_model."""
+    from llmtui.config import Settings
+
+    value = Settings.load().config.get("vision_model")
+    return str(value) if value else None
+
+
+def _text(data: bytes) -> str:
     if b"\x00" in data:
         raise InvalidInput("stdin contains NUL bytes: binary input is not supported")
     try:
@@ -116,8 +151,10 @@ def write(text: str) -> None:
 def stream_reply(
     client: Any, opts: GenOptions, *, prompt: str | None = None,
     messages: list[dict[str, Any]] | None = None, echo: bool = True,
+    images: list[bytes] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Stream one reply to stdout (unless echo is off); returns (text, final stats)."""
+    """Stream one reply to stdout (unless echo is off); returns (text, final stats).
+    ``images`` go with the prompt (a vision model reads them)."""
     kw: dict[str, Any] = {"options": opts.options, "format": opts.format,
                           "truncate": opts.truncate}
     if opts.keep_alive is not None:
@@ -128,7 +165,8 @@ def stream_reply(
         it = client.chat(opts.model, messages, **kw)
         key = "message"
     else:
-        it = client.generate(opts.model, prompt or "", system=opts.system, **kw)
+        it = client.generate(opts.model, prompt or "", system=opts.system,
+                             images=images or None, **kw)
         key = "response"
     parts: list[str] = []
     thoughts = Thoughts(echo and not opts.json_out and not opts.hide_thinking)
@@ -239,12 +277,14 @@ def emit_result(opts: GenOptions, text: str, final: dict[str, Any]) -> None:
 
 
 def run_one(opts: GenOptions, prompt: str | None = None,
-            messages: list[dict[str, Any]] | None = None) -> None:
+            messages: list[dict[str, Any]] | None = None,
+            images: list[bytes] | None = None) -> None:
     from llmtui.cli.session import connect
 
     with connect() as client:
         try:
-            text, final = stream_reply(client, opts, prompt=prompt, messages=messages)
+            text, final = stream_reply(client, opts, prompt=prompt, messages=messages,
+                                       images=images)
         except Quiet:
             silence_stdout()
             return
@@ -305,3 +345,7 @@ CtxOpt = typer.Option(None, "--ctx", help="Context length to load the model with
 TruncOpt = typer.Option(False, "--truncate", help="Cut input that does not fit the context "
                         "(reported on stderr) instead of failing.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print timing stats on stderr.")
+ImageOpt = typer.Option(None, "--image", "-i", help="An image for a vision model (PNG, "
+                        "JPEG, WebP, GIF); repeatable; '-' reads it from stdin.")
+#: The prompt when only an image is given.
+DESCRIBE_PROMPT = "Describe this image."

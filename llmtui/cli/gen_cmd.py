@@ -6,8 +6,10 @@ from __future__ import annotations
 import typer
 
 from llmtui.cli.common import (
+    DESCRIBE_PROMPT,
     CtxOpt,
     FormatOpt,
+    ImageOpt,
     JsonOpt,
     MaxOpt,
     ModelOpt,
@@ -21,9 +23,12 @@ from llmtui.cli.common import (
     compose,
     emit_result,
     rag_answer,
+    read_images,
     read_stdin,
+    read_stdin_or_image,
     run_one,
     silence_stdout,
+    vision_model,
 )
 from llmtui.errors import InvalidInput
 
@@ -45,6 +50,7 @@ def run(
         False, "--hidethinking", help="Let the model think, but do not show its reasoning."),
     draft: str | None = typer.Option(
         None, "--draft", help="Speculative decoding: lookup, none, or a draft model's name."),
+    image: list[str] = ImageOpt,
 ) -> None:
     """Run a prompt (one-shot with a prompt or stdin) or an interactive session.
 
@@ -53,6 +59,14 @@ def run(
     words = list(args or [])
     if model is None and words:
         model = model_word(words)
+    images = read_images(image or [])
+    stdin: str | None = None
+    if "-" not in (image or []):
+        stdin, piped_image = read_stdin_or_image()
+        if piped_image is not None:
+            images.append(piped_image)
+    if images and model is None:
+        model = vision_model()
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)
     opts.hide_thinking = hide_thinking
@@ -74,8 +88,10 @@ def run(
 
         parse_keep_alive(keep_alive)
         opts.keep_alive = keep_alive
-    stdin = read_stdin()
     prompt = compose(stdin, " ".join(words))
+    if images:
+        run_one(opts, prompt=prompt or DESCRIBE_PROMPT, images=images)
+        return
     if stdin is not None or words:
         if not prompt:
             raise InvalidInput("nothing to do: the prompt and stdin are empty")

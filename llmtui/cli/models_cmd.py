@@ -39,6 +39,8 @@ def import_(
     path: Path = typer.Argument(..., help="A GGUF file, or an ONNX / OpenVINO model folder."),
     name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
     link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
+    mmproj: Path | None = typer.Option(None, "--mmproj", help="The vision projector "
+                                       "(mmproj GGUF) that goes with the model."),
 ) -> None:
     """Add a local GGUF file (copied, or linked with --link) or model folder to the store."""
     from llmtui.cli.progress import PullProgress
@@ -55,9 +57,11 @@ def import_(
         info(f"copied {path} as {manifest.name} ({manifest.format})")
         return
     with PullProgress() as progress:
-        manifest = import_file(_store(), path, name, link=link, on_event=progress)
+        manifest = import_file(_store(), path, name, link=link, mmproj=mmproj,
+                               on_event=progress)
     how = "linked" if link else "copied"
-    info(f"{how} {path} as {manifest.name}")
+    extra = f" with projector {mmproj.name} (vision)" if mmproj is not None else ""
+    info(f"{how} {path}{extra} as {manifest.name}")
 
 
 def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -75,15 +79,15 @@ def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.
     now = time.time()
     rows = [
         [m.name, human_size(m.size), m.quantization or "-", m.format, m.family or "-",
-         human_age(now - store.modified(m)),
+         "text+image" if m.projector else "text", human_age(now - store.modified(m)),
          str(store.layer_path(m.layers[0])) if m.linked else "store"]
         for m in manifests
     ]
     if not rows and sys.stdout.isatty():
         info("no models installed; try: llm pull smollm2:135m")
         return
-    print_table(None, ["NAME", "SIZE", "QUANT", "FORMAT", "FAMILY", "MODIFIED",
-                          "LOCATION"], rows)
+    print_table(None, ["NAME", "SIZE", "QUANT", "FORMAT", "FAMILY", "INPUT", "MODIFIED",
+                       "LOCATION"], rows)
 
 
 def show(
@@ -129,11 +133,15 @@ def show(
                                      manifest.template or chat_template),
         "size": manifest.size, "digest": f"sha256:{manifest.digest}",
         "source": manifest.source,
-        "location": str(path if len(manifest.layers) == 1 else store.model_dir(manifest)),
+        "location": str(path if len(manifest.layers) == 1 or manifest.format == "gguf"
+                        else store.model_dir(manifest)),
         "linked": manifest.linked,
         "created": manifest.created,
     }
     meta = gguf.metadata if gguf is not None else native.get("metadata", {})
+    projector = _projector(store, manifest)
+    if projector is not None:
+        data["projector"] = projector
     if json_out:
         if gguf is not None or native:
             data["template"] = chat_template
@@ -141,10 +149,26 @@ def show(
                 data["metadata"] = meta
         print_json(data)
         return
-    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items() if v not in (None, "")]
+    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items()
+            if v not in (None, "") and k != "projector"]
+    if projector is not None:
+        rows += [["projector", f"{projector['projector_type']} ({projector['file']})"],
+                 ["image size", _fmt(projector["image_size"])],
+                 ["tokens per image", _fmt(projector["tokens_per_image"] or "dynamic")]]
     if metadata and meta:
         rows += [[k, _fmt(v)[:120]] for k, v in sorted(meta.items())]
     print_table(manifest.name, ["FIELD", "VALUE"], rows)
+
+
+def _projector(store: Any, manifest: Any) -> dict[str, Any] | None:
+    """What `llm show` says about a vision model's projector, read from the file."""
+    path = store.projector_path(manifest)
+    if path is None:
+        return None
+    from llmtui.models.projector import read_projector
+
+    return {**read_projector(path, manifest.projector.filename).to_json(),
+            "file": manifest.projector.filename, "size": manifest.projector.size}
 
 
 def _fmt(value: Any) -> str:

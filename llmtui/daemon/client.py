@@ -103,10 +103,13 @@ class _Base:
     def _generate_body(model: str, prompt: str, *, system: str | None = None,
                        options: dict[str, Any] | None = None, format: Any = None,
                        raw: bool = False, keep_alive: Any = None, truncate: bool = False,
-                       stream: bool = True, think: Any = None) -> dict[str, Any]:
+                       stream: bool = True, think: Any = None,
+                       images: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": stream}
         if think is not None:
             body["think"] = think
+        if images:
+            body["images"] = _images(images)
         if system:
             body["system"] = system
         if options:
@@ -126,7 +129,8 @@ class _Base:
                    options: dict[str, Any] | None = None, format: Any = None,
                    keep_alive: Any = None, truncate: bool = False, tools: Any = None,
                    stream: bool = True, think: Any = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+        body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages],
+                                "stream": stream}
         if think is not None:
             body["think"] = think
         if options:
@@ -142,6 +146,20 @@ class _Base:
         return body
 
 
+def _images(images: Any) -> list[str]:
+    """Images as the API takes them (base64), from paths, bytes or PIL images."""
+    from llmtui.media import to_base64
+
+    items = images if isinstance(images, list | tuple) else [images]
+    return [to_base64(image) for image in items]
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    if not message.get("images"):
+        return message
+    return {**message, "images": _images(message["images"])}
+
+
 class Client(_Base):
     """Synchronous client. Streaming methods return iterators of Ollama-shaped dicts.
 
@@ -151,6 +169,9 @@ class Client(_Base):
         client = Client()
         for part in client.generate("smollm2:135m", "Why is the sky blue?"):
             print(part["response"], end="")
+
+    Images (for vision models) are paths, bytes or PIL images: ``generate(model, "What
+    is this?", images=["photo.jpg"])``, or ``"images": [...]`` in a chat message.
     """
 
     _conn: httpx.Client | None = None

@@ -196,6 +196,8 @@ class EngineManager:
             "kv_cache_dir": str(self.prompt_cache_dir),
             "kv_cache_bytes": 0 if embedding else self.prompt_cache_bytes,
             **({} if embedding else self._draft_options(manifest, options)),
+            **({"mmproj": str(mm)} if not embedding and (mm := self.store.projector_path(manifest))
+               else {}),  # a vision model's projector (issue 19)
         }
 
     def _draft_options(self, manifest: Manifest, options: dict[str, Any]) -> dict[str, Any]:

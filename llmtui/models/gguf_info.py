@@ -31,6 +31,18 @@ class GGUFInfo:
     license: str | None
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: GGUF value type of each metadata key (4 = uint32, 6 = float32, 7 = bool, 8 = string)
+    types: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: tensor name -> dims in GGUF order (ggml's ne: the fastest-varying first)
+    tensors: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                repr=False)
+
+    @property
+    def is_projector(self) -> bool:
+        """A multimodal projector (mmproj), as converters mark it, not a language model."""
+        return (self.metadata.get("general.type") == "mmproj"
+                or self.architecture in PROJECTORS or "clip.has_vision_encoder" in self.metadata
+                or "clip.projector_type" in self.metadata)
 
 
 def check_header(path: Path) -> int:
@@ -161,10 +173,10 @@ PROJECTORS = {"clip", "mmproj"}
 
 def check_runnable(name: str, info: GGUFInfo) -> None:
     """Refuse a GGUF that is not a model on its own (a vision projector, for example)."""
-    if info.architecture in PROJECTORS or "clip.has_vision_encoder" in info.metadata \
-            or "clip.projector_type" in info.metadata:
+    if info.is_projector:
         raise BadModelFile(f"{name} is a vision projector, not a model",
-                           hint="it is attached to the model it belongs to, not run alone")
+                           hint="it goes beside its text model: llm import MODEL.gguf "
+                                "--mmproj " + name)
 
 
 def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
@@ -205,6 +217,7 @@ def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
             params, end = 0, 0
             tensor_types: list[str] = []
             infos = []
+            shapes: dict[str, tuple[int, ...]] = {}
             names: set[str] = set()
             for _ in range(n_tensors):
                 tname = cur.string()
@@ -224,6 +237,7 @@ def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
                                        f"starts at offset {offset}, not a multiple of the "
                                        f"alignment {alignment}")
                 infos.append((tname, dims, ttype, offset))
+                shapes[tname] = tuple(dims)
             data_start = (cur.pos + alignment - 1) // alignment * alignment
             for tname, dims, ttype, offset in infos:
                 count = 1
@@ -271,6 +285,8 @@ def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
         license=str(license_) if license_ else None,
         tensor_count=len(infos),
         metadata=metadata,
+        types=types,
+        tensors=shapes,
     )
 
 

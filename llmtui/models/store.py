@@ -47,6 +47,7 @@ class Layer:
     size: int
     filename: str
     link: str | None = None  # absolute path when the file is used where it lies
+    kind: str = "model"  # "projector": a vision model's mmproj GGUF beside its text GGUF
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,11 @@ class Manifest:
     def linked(self) -> bool:
         return any(layer.link for layer in self.layers)
 
+    @property
+    def projector(self) -> Layer | None:
+        """The multimodal projector layer of a vision model, if it has one."""
+        return next((layer for layer in self.layers if layer.kind == "projector"), None)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["layers"] = [asdict(layer) for layer in self.layers]
@@ -102,6 +108,7 @@ class Manifest:
                 size=int(item["size"]),
                 filename=_safe_filename(str(item["filename"])),
                 link=item.get("link"),
+                kind=str(item.get("kind") or "model"),
             )
             for item in data["layers"]
         )
@@ -162,7 +169,7 @@ class Store:
 
     def model_dir(self, manifest: Manifest) -> Path:
         """A folder holding the model's files under their names (for multi-file formats)."""
-        if len(manifest.layers) == 1 and manifest.format == "gguf":
+        if manifest.format == "gguf" and (len(manifest.layers) == 1 or manifest.projector):
             return self.layer_path(manifest.layers[0]).parent
         target = self.root / "views" / view_key(manifest)
         if not target.exists():
@@ -316,6 +323,19 @@ class Store:
 
     def modified(self, manifest: Manifest) -> float:
         return self.manifest_path(ModelName.parse(manifest.name)).stat().st_mtime
+
+    def projector_path(self, manifest: Manifest) -> Path | None:
+        """A vision model's projector file, checked to exist; None for other models."""
+        layer = manifest.projector
+        if layer is None:
+            return None
+        path = self.layer_path(layer)
+        if not path.is_file():
+            raise ModelNotFound(
+                f"the projector of '{manifest.name}' is missing: {path.name}",
+                hint="it was linked and has moved; import it again" if layer.link
+                else "pull the model again")
+        return path
 
     def resolve_file(self, name: ModelName | str) -> tuple[Manifest, Path]:
         """The manifest and its primary file, checked to exist (linked files can move).

@@ -311,8 +311,30 @@ class ChatApp(App[None]):
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
             return
+        if text == "/image" or text.startswith("/image "):
+            self.attach_images(text[6:].strip())
+            return
+        from llmtui.tui.images import pasted_images
+
+        dropped = pasted_images(text)
+        if dropped:  # a path pasted or dropped into the terminal: attach, do not send
+            for path in dropped:
+                self.attach_path(path)
+            return
         self.sending = True  # now, not when the worker starts: a second Enter must wait
         self.send(text)
+
+    def attach_images(self, arg: str) -> None:
+        """`/image PATH`: attach an image to the next message."""
+        if not arg:
+            self.notify("usage: /image PATH (PNG, JPEG, WebP or GIF), for a vision model",
+                        title="Image")
+            return
+        from llmtui.tui.images import pasted_images
+
+        paths = pasted_images(arg) or [Path(arg.strip("'\"")).expanduser()]
+        for path in paths:
+            self.attach_path(path)
 
     @work(group="rag")
     async def attach_rag(self, name: str) -> None:
@@ -361,7 +383,8 @@ class ChatApp(App[None]):
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
-        msgs = [m.for_model() for m in self.conv.messages if m.content or m.attachments]
+        msgs = [m.for_model(self.history.image_bytes) for m in self.conv.messages
+                if m.content or m.attachments]
         if self.conv.system:
             msgs.insert(0, {"role": "system", "content": self.conv.system})
         return msgs
@@ -397,8 +420,9 @@ class ChatApp(App[None]):
         chunks: list[dict[str, Any]] = []
         if collection:
             question = request[-1]["content"]
-            parts = self.backend.rag_chat(collection, conv.model, question,
-                                          [m for m in request[:-1] if m["role"] != "system"],
+            history = [{k: v for k, v in m.items() if k != "images"}  # RAG answers text
+                       for m in request[:-1] if m["role"] != "system"]
+            parts = self.backend.rag_chat(collection, conv.model, question, history,
                                           self._options())
         else:
             parts = self.backend.chat(conv.model, request, self._options())
@@ -534,14 +558,35 @@ class ChatApp(App[None]):
         self.push_screen(FilePicker(Path.cwd()), chosen)
 
     def attach_path(self, path: Path) -> None:
+        from llmtui.media import detect
+
         try:
-            data = path.read_bytes()[:MAX_ATTACHMENT + 1]
+            with path.open("rb") as fh:
+                data = fh.read(MAX_ATTACHMENT + 1)
+                if detect(data):
+                    from llmtui.config import parse_size
+
+                    limit = parse_size(self.settings.config.get("max_image_size"))
+                    data += fh.read(max(0, limit + 1 - len(data)))
+                    if len(data) > limit:
+                        self.notify(f"{path.name} is larger than {limit:,} bytes "
+                                    "(max_image_size)", severity="error")
+                        return
         except OSError as exc:
-            self.notify(f"cannot read {path.name}: {exc.strerror}", severity="error")
+            self.notify(f"cannot read {path.name}: {exc.strerror or exc}", severity="error")
+            return
+        if detect(data):  # an image: kept by hash with the conversation, shown as a preview
+            try:
+                self.pending.append(self.history.add_image(data, path.name))
+            except LlmtuiError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self._show_attachments()
+            self.main.query_one("#prompt").focus()
             return
         if b"\x00" in data[:8192]:
-            self.notify(f"{path.name} is not text; images need a vision model, which is not "
-                        "loaded", severity="error")
+            self.notify(f"{path.name} is not text, nor a PNG, JPEG, WebP or GIF image",
+                        severity="error")
             return
         if len(data) > MAX_ATTACHMENT:
             self.notify(f"{path.name} is larger than 2 MB; only text files that fit the "

@@ -46,7 +46,12 @@ class MessageView(Vertical):
             yield ThinkingView(str(self.message.stats["thinking"]))
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
-            yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
+            if att.get("kind") == "image":
+                from llmtui.tui.images import image_view
+
+                yield image_view(self.app, att)
+            else:
+                yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
         if self.message.role == "assistant":
             yield Label(stats_line(self.message, self.live), classes="stats")
 
