@@ -26,6 +26,7 @@ class ExitCode(IntEnum):
     MISSING_EXTRA = 15
     COLLECTION_NOT_FOUND = 16
     EMBEDDING_MISMATCH = 17
+    NO_AUDIO_DEVICE = 18
     INTERRUPTED = 130
 
 
@@ -120,6 +121,13 @@ class EmbeddingMismatch(LlmtuiError):
 
     exit_code = ExitCode.EMBEDDING_MISMATCH
     http_status = 409
+
+
+class NoAudioDevice(LlmtuiError):
+    """No microphone or speaker can be opened (an SSH box, a container, a busy device)."""
+
+    exit_code = ExitCode.NO_AUDIO_DEVICE
+    http_status = 503
 
 
 class MissingExtra(LlmtuiError):

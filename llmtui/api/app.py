@@ -76,9 +76,11 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
             await engine.close()
 
     graphql = LazyGraphQL(engine)
+    from llmtui.api.audio import AudioAPI
     from llmtui.api.rag import RagAPI
 
     routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(), *RagAPI(api).routes(),
+              *AudioAPI(api).routes(),
               Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
               WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),

@@ -20,6 +20,7 @@ from llmtui.cli import (
     models_cmd,
     rag_cmd,
     runtime_cmd,
+    voice_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -39,6 +40,7 @@ gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
 rag_cmd.register(app)
+voice_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

@@ -36,11 +36,12 @@ def pull(
 
 
 def import_(
-    path: Path = typer.Argument(..., help="A GGUF file."),
+    path: Path = typer.Argument(..., help="A GGUF file, a Piper voice (.onnx with its "
+                                ".onnx.json) or a faster-whisper (CTranslate2) folder."),
     name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
     link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
 ) -> None:
-    """Add a local GGUF file to the store (copied, or linked with --link)."""
+    """Add a local model to the store (copied, or linked with --link)."""
     from llmtui.cli.progress import PullProgress
     from llmtui.models.pull import import_file
 

@@ -500,11 +500,76 @@ def _drop_unreferenced(store: Store, layers: list[Layer]) -> None:
             store.blob_path(layer.digest).unlink(missing_ok=True)
 
 
+#: Files of a faster-whisper (CTranslate2) model folder, the primary one first.
+CT2_FILES = ("config.json", "model.bin", "preprocessor_config.json", "tokenizer.json",
+             "vocabulary.txt", "vocabulary.json")
+
+
+def speech_files(src: Path) -> tuple[str, list[Path]] | None:
+    """(format, files) when a path is a faster-whisper folder or a Piper voice."""
+    if src.is_dir():
+        if (src / "model.bin").is_file() and (src / "config.json").is_file():
+            return "ctranslate2", [src / f for f in CT2_FILES if (src / f).is_file()]
+        voices = sorted(src.glob("*.onnx"))
+        if len(voices) == 1 and voices[0].with_name(voices[0].name + ".json").is_file():
+            src = voices[0]
+    if src.is_file() and src.suffix == ".onnx":
+        config = src.with_name(src.name + ".json")
+        if not config.is_file():
+            raise InvalidInput(f"{src.name} needs its voice config beside it: {config.name}")
+        return "piper", [src, config]
+    return None
+
+
+def _import_files(store: Store, files: list[Path], target: ModelName, fmt: str, link: bool,
+                  on_event: OnEvent) -> Manifest:
+    """A multi-file speech model (Whisper folder, Piper voice) into the store."""
+    layers: list[Layer] = []
+    try:
+        for file in files:
+            if link:
+                digest, size = _hash_file(file)
+                layers.append(Layer(digest=digest, size=size, filename=file.name,
+                                    link=str(file.resolve())))
+            else:
+                store.check_space(file.stat().st_size)
+                on_event({"status": f"copying {file.name}"})
+                digest, size = store.add_blob_from_file(file)
+                layers.append(Layer(digest=digest, size=size, filename=file.name))
+        family, caps = ("whisper", ("speech",)) if fmt == "ctranslate2" else ("piper", ("tts",))
+        manifest = replace(build_manifest(store, target, layers, fmt,
+                                          f"file:{files[0].parent.resolve()}", None),
+                           family=family, capabilities=caps)
+        store.write_manifest(manifest)
+    except BaseException:
+        _drop_unreferenced(store, layers)
+        raise
+    return manifest
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher.hexdigest(), size
+
+
 def import_file(store: Store, path: Path, name: str, *, link: bool = False,
                 on_event: OnEvent = _quiet) -> Manifest:
-    """Bring a local GGUF into the store: copied as a blob, or linked where it lies."""
+    """Bring a local model into the store: copied as blobs, or linked where it lies. A
+    GGUF file, a Piper voice (.onnx beside its .onnx.json) or a faster-whisper folder."""
     target = ModelName.parse(name)
     src = path.expanduser()
+    speech = speech_files(src) if src.exists() else None
+    if speech is not None:
+        store.ensure()
+        with store.lock(f"pull:{target}"):
+            return _import_files(store, speech[1], target, speech[0], link, on_event)
+    if src.is_dir():
+        raise InvalidInput(f"{path} is a folder but not a faster-whisper model or Piper voice")
     if not src.is_file():
         raise InvalidInput(f"no such file: {path}")
     from llmtui.models.gguf_info import read_info
@@ -513,14 +578,8 @@ def import_file(store: Store, path: Path, name: str, *, link: bool = False,
     store.ensure()
     with store.lock(f"pull:{target}"):
         if link:
-            hasher = hashlib.sha256()
-            size = 0
-            with src.open("rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-            layer = Layer(digest=hasher.hexdigest(), size=size, filename=src.name,
-                          link=str(src.resolve()))
+            digest, size = _hash_file(src)
+            layer = Layer(digest=digest, size=size, filename=src.name, link=str(src.resolve()))
         else:
             store.check_space(src.stat().st_size)
             total = src.stat().st_size

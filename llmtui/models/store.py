@@ -367,6 +367,24 @@ class Store:
                     path.unlink()
 
 
+def folder_of(primary: str | Path) -> Path:
+    """The folder view of a multi-file model, from the path of its primary file as a
+    worker receives it: a linked file lies in its own folder; a blob's store is found from
+    the blob's place, and the view (names as the model expects them) made if missing."""
+    path = Path(primary)
+    if not path.name.startswith("sha256-"):
+        return path.parent
+    digest = path.name.removeprefix("sha256-")
+    store = Store(path.parent.parent)
+    view = store.root / "views" / digest
+    if view.is_dir():
+        return view
+    for manifest in store.models():
+        if manifest.digest == digest:
+            return store.model_dir(manifest)
+    raise ModelNotFound(f"no installed model has the file {path.name[:19]}…")
+
+
 def write_all(out: Any, chunk: bytes) -> None:
     """Write a chunk, turning a full disk into a clear error."""
     try:
