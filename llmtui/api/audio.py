@@ -91,7 +91,7 @@ def transcribe_options(raw: dict[str, Any]) -> dict[str, Any]:
                 not lang.strip().replace("-", "").isalpha():
             raise InvalidInput("'language' must be a language code such as en or de")
         out["language"] = lang.strip().lower()
-    for key in ("translate", "word_timestamps", "vad"):
+    for key in ("translate", "word_timestamps", "vad", "timestamps"):
         if raw.get(key) is not None:
             out[key] = _bool(raw[key], key)
     if raw.get("beam_size") not in (None, ""):

@@ -17,9 +17,10 @@ from typing import Any
 
 from llmtui.errors import InvalidInput, require
 
-#: Audio handed to faster-whisper at once; windows end at the quietest point of their
+#: Audio handed to faster-whisper at once (its features for 2 minutes take ~50 MB; 5
+#: minutes would take 150 MB); windows end at the quietest point of their
 #: last seconds so that no word is cut in two.
-WINDOW_SECONDS = 300.0
+WINDOW_SECONDS = 120.0
 CUT_SEARCH_SECONDS = 10.0
 #: Text carried from one window into the next as Whisper's prompt (its context).
 PROMPT_CHARS = 200
@@ -174,6 +175,8 @@ class WhisperBackend:
             "task": task, "beam_size": beam, "word_timestamps": words,
             "vad_filter": bool(opts.get("vad", False)),
             "condition_on_previous_text": bool(opts.get("condition_on_previous_text", True)),
+            # A short recording needs no timestamps: fewer tokens to decode.
+            "without_timestamps": opts.get("timestamps") is False,
         }
         if temperature is not None:
             kwargs["temperature"] = float(temperature)

@@ -41,11 +41,19 @@ def _settings() -> Any:
 def installed(name: str | None, setting: str, formats: tuple[str, ...], what: str) -> str:
     """The model to use (the setting's when none is named), checked to be installed and of
     the right kind, before any device or daemon is touched."""
+    from llmtui.errors import ModelNotFound
+    from llmtui.models.catalog import load_catalog
     from llmtui.models.names import ModelName
 
     settings = _settings()
     model = str(ModelName.parse(name or str(settings.config.get(setting))))
-    manifest = settings.store().get(model)  # missing: exit 3 with "pull it with: ..."
+    try:
+        manifest = settings.store().get(model)
+    except ModelNotFound:
+        if model not in load_catalog():
+            raise
+        raise ModelNotFound(f"the {what} model '{model}' is not installed",
+                            hint=f"pull it with: llm pull {model}") from None
     if manifest.format not in formats:
         raise InvalidInput(f"'{model}' is not a {what} model",
                            hint=f"choose one with --{'voice' if setting == 'voice' else 'model'}"

@@ -71,11 +71,14 @@ class ConsoleUI:
             self.out.flush()
 
     def answer_piece(self, text: str) -> None:
+        # One line per answer: the transcript reads (and greps) as one turn a line.
+        text = text.replace("\r", "").replace("\n", " ")
         with self.lock:
             if not self.in_answer:
                 self._clear()
                 self.out.write(f"{self.model}: ")
                 self.in_answer = True
+                text = text.lstrip()
             self.out.write(text)
             self.out.flush()
 

@@ -138,7 +138,8 @@ def transcribe_pcm(client: Any, audio: Any, model: str | None, language: str | N
     data = wav_bytes(to_int16(audio), SAMPLE_RATE)
     parts: list[str] = []
     stream = client.transcribe(data=data, model=model, language=language,
-                               beam_size=beam_size, filename="microphone.wav")
+                               beam_size=beam_size, timestamps=False,
+                               filename="microphone.wav")
     try:
         for event in stream:
             if "segment" in event:
@@ -303,7 +304,7 @@ class VoiceChat:
         self.speaker.resume()
         out = SpeechOut(self.tts_client, self.s.voice, self.speaker, self.s.rate)
         barge = BargeIn(self.mic, self.speaker, self.s.vad) if self.s.barge_in else None
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(eager_first=True)
         parts: list[str] = []
         first_token: float | None = None
         interrupted = False

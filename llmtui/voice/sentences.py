@@ -13,23 +13,35 @@ MAX_CHARS = 240
 _END = re.compile(r"([.!?…]+[\"')\]]*)(\s+)|(\n\s*\n|\n(?=\s*(?:[-*•]|\d+[.)])\s))")
 
 
-class SentenceSplitter:
-    """Feed text pieces; get back the sentences completed so far."""
+_CLAUSE = re.compile(r"[,;:]\s|\s[–—-]\s")
 
-    def __init__(self, max_chars: int = MAX_CHARS) -> None:
+
+class SentenceSplitter:
+    """Feed text pieces; get back the sentences completed so far.
+
+    With ``eager_first``, the first piece may end at a clause (a comma after a few words):
+    a voice can start saying it while the model is still writing the sentence's end."""
+
+    def __init__(self, max_chars: int = MAX_CHARS, eager_first: bool = False,
+                 min_words: int = 4) -> None:
         self.buf = ""
         self.max_chars = max_chars
+        self.eager = eager_first
+        self.min_words = min_words
 
     def feed(self, text: str) -> list[str]:
         self.buf += text
         out: list[str] = []
         while True:
             cut = self._boundary()
+            if cut is None and self.eager:
+                cut = self._clause()
             if cut is None:
                 break
             piece, self.buf = self.buf[:cut], self.buf[cut:]
             if piece.strip():
                 out.append(piece.strip())
+                self.eager = False
         while len(self.buf) > self.max_chars:
             window = self.buf[: self.max_chars]
             at = max(window.rfind(", "), window.rfind("; "), window.rfind(": "))
@@ -51,6 +63,12 @@ class SentenceSplitter:
                     or (word.replace(".", "").isdigit() and self._digit_follows(match))):
                 continue
             return match.end()
+        return None
+
+    def _clause(self) -> int | None:
+        for match in _CLAUSE.finditer(self.buf):
+            if len(self.buf[: match.start()].split()) >= self.min_words:
+                return match.end()
         return None
 
     def _digit_follows(self, match: re.Match[str]) -> bool:
