@@ -386,7 +386,7 @@ def voice(
                                       help="Press Enter to talk and Enter to stop."),
     no_barge_in: bool = typer.Option(False, "--no-barge-in",
                                      help="Do not stop talking when you speak over it."),
-    silence: float = typer.Option(0.7, "--silence", min=0.2, max=10,
+    silence: float = typer.Option(0.6, "--silence", min=0.2, max=10,
                                   help="Seconds of silence that end what you say."),
     turns: int | None = typer.Option(None, "--turns", min=1,
                                      help="Stop after this many exchanges."),

@@ -165,6 +165,33 @@ class VoiceUI(Protocol):
     def timings(self, timings: dict[str, float]) -> None: ...
 
 
+class Speculation:
+    """A transcription started at the first pause, before the VAD has decided that the
+    utterance is over; used when nothing was said after that pause."""
+
+    def __init__(self, client: Any, audio: Any, model: str | None,
+                 language: str | None) -> None:
+        self.size = int(audio.size)
+        self.text: str | None = None
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(client, audio, model, language),
+                                       name="llmtui-stt", daemon=True)
+        self.thread.start()
+
+    def _run(self, client: Any, audio: Any, model: str | None, language: str | None) -> None:
+        try:
+            self.text = transcribe_pcm(client, audio, model, language)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def result(self) -> str | None:
+        self.done.wait()
+        return self.text if self.error is None else None
+
+
 @dataclass
 class Turn:
     heard: str
@@ -247,9 +274,25 @@ class VoiceChat:
         if settings.system:
             self.messages.append({"role": "system", "content": settings.system})
         self.tts_client = clone(client)
+        self.stt_client = clone(client)
         self.recorder = Recorder(mic, settings.vad, max_seconds=settings.max_seconds,
-                                 on_level=ui.level)
+                                 on_level=ui.level, on_pause=self._speculate)
         self.seed: list[Any] | None = None
+        self.speculation: Speculation | None = None
+
+    def _speculate(self, audio: Any) -> None:
+        """The speaker paused: transcribe what was said so far, in the background."""
+        self.speculation = Speculation(self.stt_client, audio, self.s.speech_model,
+                                       self.s.language)
+
+    def transcribe(self, utterance: Utterance) -> str:
+        spec, self.speculation = self.speculation, None
+        if utterance.speculated and spec is not None and spec.size == utterance.audio.size:
+            text = spec.result()
+            if text is not None:
+                return text
+        return transcribe_pcm(self.client, utterance.audio, self.s.speech_model,
+                              self.s.language)
 
     def listen(self) -> Utterance | None:
         """The next utterance: after a barge-in, the rest of it; with push-to-talk,
@@ -284,8 +327,7 @@ class VoiceChat:
         if utterance is None:
             return None
         self.ui.status("transcribing")
-        text = transcribe_pcm(self.client, utterance.audio, self.s.speech_model,
-                              self.s.language)
+        text = self.transcribe(utterance)
         transcribed = time.monotonic()
         timings = {"vad_tail": utterance.vad_tail,
                    "transcribe": transcribed - utterance.detected_end}
@@ -372,5 +414,6 @@ class VoiceChat:
         return done
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.tts_client.close()
+        for client in (self.tts_client, self.stt_client):
+            with contextlib.suppress(Exception):
+                client.close()

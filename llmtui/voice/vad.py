@@ -89,6 +89,8 @@ class Utterance:
     speech_end: float  # when the last speech block was captured
     detected_end: float  # when the VAD's silence tail closed it
     stopped_by: str = "silence"  # silence | key | max | barge-in
+    #: The audio is exactly what ``on_pause`` was given (a transcription may be under way).
+    speculated: bool = False
 
     @property
     def seconds(self) -> float:
@@ -110,6 +112,10 @@ class Recorder:
     wait_seconds: float = 0.0  # 0: wait for speech forever
     on_level: Callable[[float, bool], None] | None = None
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Called with the audio so far once the speaker has been quiet for ``early_seconds``:
+    #: its transcription can start while the VAD still waits for the end of the pause.
+    on_pause: Callable[[Any], None] | None = None
+    early_seconds: float = 0.25
 
     def record(self, seed: list[Any] | None = None,
                immediate: bool = False) -> Utterance | None:
@@ -131,6 +137,8 @@ class Recorder:
             speech_end = time.monotonic()
         limit = self.max_seconds
         stopped_by = "silence"
+        quiet = 0  # blocks of silence since the last speech
+        spec: int | None = None  # how many blocks the pending speculation was given
         while True:
             block = self.mic.read()
             event = vad.feed(block)
@@ -151,6 +159,13 @@ class Recorder:
             kept.append(block)
             if vad.level > vad.threshold():
                 speech_end = now
+                quiet, spec = 0, None
+            else:
+                quiet += 1
+                if self.on_pause is not None and spec is None and \
+                        quiet * vad.block_seconds >= self.early_seconds:
+                    spec = len(kept)
+                    self.on_pause(np.concatenate(kept))
             if event == "end":
                 break
             if self.stop.is_set():
@@ -159,10 +174,14 @@ class Recorder:
             if sum(b.size for b in kept) / SAMPLE_RATE >= limit:
                 stopped_by = "max"
                 break
+        speculated = stopped_by == "silence" and spec is not None
+        if speculated:
+            kept = kept[:spec]
         audio = np.concatenate(kept) if kept else np.zeros(0, dtype=np.float32)
-        if stopped_by == "silence":  # drop most of the silent tail
+        if stopped_by == "silence" and not speculated:  # drop most of the silent tail
             keep_tail = int(0.25 * SAMPLE_RATE)
             cut = audio.size - int(self.config.silence_seconds * SAMPLE_RATE) + keep_tail
             audio = audio[:max(cut, 0) or audio.size]
         return Utterance(audio=audio, started=started, speech_end=speech_end,
-                         detected_end=time.monotonic(), stopped_by=stopped_by)
+                         detected_end=time.monotonic(), stopped_by=stopped_by,
+                         speculated=speculated)
