@@ -33,7 +33,7 @@ from tests import fetch_models  # noqa: E402
 
 LLM = [sys.executable, "-m", "llmtui"]
 WHISPER = "whisper:tiny.en"
-VOICE = "piper:en_us-joe-medium"
+VOICE = "piper:en_us-joe"
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Please call Stella and ask her to bring these things with her from the store.",

@@ -159,7 +159,7 @@ KEYS: dict[str, Key] = {
             "embedding model for llm embed and new RAG collections"),
         Key("speech_model", _model_name, "whisper:tiny.en",
             "speech-to-text model for llm transcribe, listen and voice"),
-        Key("voice", _model_name, "piper:en_us-joe-medium",
+        Key("voice", _model_name, "piper:en_us-joe",
             "text-to-speech voice for llm speak and voice"),
         Key("max_audio_upload", _size_text, "1GB",
             "largest audio file the API accepts for transcription (spooled to disk)"),

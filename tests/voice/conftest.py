@@ -21,7 +21,7 @@ from tests import fetch_models
 from tests.conftest import LLM, Runner, stop_daemon_of
 
 WHISPER = "whisper:tiny.en"
-VOICE = "piper:en_us-joe-medium"
+VOICE = "piper:en_us-joe"
 
 
 def need(tool: str) -> str:
