@@ -5,7 +5,6 @@ by sentence. Shared by the CLI and the API."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 from llmtui.errors import InvalidInput
@@ -164,13 +163,3 @@ class SpeechEncoder:
 def audio_of(event: dict[str, Any]) -> bytes:
     """The PCM bytes of a speak chunk (base64 on the wire)."""
     return base64.b64decode(event.get("audio") or "")
-
-
-def iter_encoded(enc: SpeechEncoder, pieces: Iterator[bytes]) -> Iterator[bytes]:
-    for pcm in pieces:
-        data = enc.feed(pcm)
-        if data:
-            yield data
-    tail = enc.finish()
-    if tail:
-        yield tail

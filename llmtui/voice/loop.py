@@ -350,40 +350,47 @@ class VoiceChat:
         parts: list[str] = []
         first_token: float | None = None
         interrupted = False
-        stream = self.client.chat(self.s.model, self.messages, options=self.s.options)
         try:
-            for part in stream:
+            stream = self.client.chat(self.s.model, self.messages, options=self.s.options)
+            try:
+                for part in stream:
+                    if barge is not None and barge.heard.is_set():
+                        interrupted = True
+                        break
+                    if part.get("done"):
+                        break
+                    piece = part.get("message", {}).get("content", "")
+                    if not piece:
+                        continue
+                    if first_token is None:
+                        first_token = time.monotonic()
+                        self.ui.status("speaking")
+                    parts.append(piece)
+                    self.ui.answer_piece(piece)
+                    for sentence in splitter.feed(piece):
+                        out.say(sentence)
+            finally:
+                stream.close()  # ends the HTTP stream: the daemon stops generating
+            if not interrupted:
+                for sentence in splitter.flush():
+                    out.say(sentence)
+            out.end()
+            # Wait for synthesis and playback to finish, unless the user speaks over them.
+            while out.thread.is_alive() or self.speaker.playing:
                 if barge is not None and barge.heard.is_set():
                     interrupted = True
                     break
-                if part.get("done"):
-                    break
-                piece = part.get("message", {}).get("content", "")
-                if not piece:
-                    continue
-                if first_token is None:
-                    first_token = time.monotonic()
-                    self.ui.status("speaking")
-                parts.append(piece)
-                self.ui.answer_piece(piece)
-                for sentence in splitter.feed(piece):
-                    out.say(sentence)
-        finally:
-            stream.close()  # ends the HTTP stream: the daemon stops generating
-        if not interrupted:
-            for sentence in splitter.flush():
-                out.say(sentence)
-        out.end()
-        # Wait for synthesis and playback to finish, unless the user speaks over them.
-        while out.thread.is_alive() or self.speaker.playing:
-            if barge is not None and barge.heard.is_set():
-                interrupted = True
-                break
-            time.sleep(0.02)
-        if interrupted:
+                time.sleep(0.02)
+            if interrupted:
+                out.cancel()
+                self.speaker.stop()
+            out.thread.join(timeout=30)
+        except BaseException:  # Ctrl-C or a failed request: silence and stop listening
             out.cancel()
             self.speaker.stop()
-        out.thread.join(timeout=30)
+            if barge is not None:
+                barge.stop()
+            raise
         if barge is not None:
             heard = barge.stop()
             self.seed = heard if interrupted else None
