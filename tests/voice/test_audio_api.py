@@ -213,14 +213,14 @@ def test_speech_workers_share_the_engine(tcp: TcpDaemon, ai: openai.OpenAI,
 
 @pytest.mark.parametrize("doc", ["docs/api.md", "docs/voice.md"])
 def test_docs_voice_examples_run(tcp: TcpDaemon, doc: str, tmp_path: Path) -> None:
-    """Every ```sh block marked `# test-voice` in the docs runs against the daemon."""
+    """Every ```sh block marked `# voice-test` in the docs runs against the daemon."""
     import re
     import subprocess
 
     from tests.conftest import ROOT
 
     text = (ROOT / doc).read_text()
-    blocks = [b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "# test-voice" in b]
+    blocks = [b for b in re.findall(r"```sh\n(.*?)```", text, re.S) if "# voice-test" in b]
     for block in blocks:
         script = block.replace("http://127.0.0.1:11434", tcp.url)
         res = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
