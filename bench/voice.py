@@ -226,17 +226,25 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", default="1,2,3", help="which parts to run, e.g. 2 or 1,3")
     parser.add_argument("--silence", type=float, default=None,
                         help="the VAD's silence tail for llm voice (default: its own)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="llmtui-voice-bench-") as name:
         tmp = Path(name)
         env = setup(tmp)
+        parts = set(args.only.split(","))
+        load = subprocess.run(["cat", "/proc/loadavg"], capture_output=True, text=True)
+        print(f"load average before: {load.stdout.split()[0] if load.stdout else '?'} "
+              f"on {os.cpu_count()} CPUs")
         try:
-            bench_transcription(env, long_recording(tmp), args.pairs)
-            run([*LLM, "load", "smollm2:135m"], env)
-            bench_voice(env, tmp, args.runs, args.silence)
-            bench_tts(env, max(3, args.pairs))
+            if "1" in parts:
+                bench_transcription(env, long_recording(tmp), args.pairs)
+            if "2" in parts:
+                run([*LLM, "load", "smollm2:135m"], env)
+                bench_voice(env, tmp, args.runs, args.silence)
+            if "3" in parts:
+                bench_tts(env, max(3, args.pairs))
         finally:
             run([*LLM, "daemon", "stop"], env)
 

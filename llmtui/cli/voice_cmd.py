@@ -426,6 +426,7 @@ def voice(
     ui = ConsoleUI(opts.model, verbose=verbose)
     with Speaker(output_device) as speaker, Microphone(device) as mic, connect() as client:
         chat = VoiceChat(client, settings, mic, speaker, ui, wait_key=line_key)
+        chat.preload()
         if not push_to_talk:
             info(f"talking with {opts.model} (Ctrl-C ends); speak when ready")
         try:

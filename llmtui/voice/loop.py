@@ -280,6 +280,23 @@ class VoiceChat:
         self.seed: list[Any] | None = None
         self.speculation: Speculation | None = None
 
+    def preload(self) -> threading.Thread:
+        """Load the three models while the user starts talking (the first answer then
+        does not wait for them)."""
+        def work() -> None:
+            client = clone(self.client)
+            try:
+                for model in (self.s.speech_model, self.s.model, self.s.voice):
+                    if model:
+                        with contextlib.suppress(Exception):
+                            client.load(model)
+            finally:
+                client.close()
+
+        thread = threading.Thread(target=work, name="llmtui-preload", daemon=True)
+        thread.start()
+        return thread
+
     def _speculate(self, audio: Any) -> None:
         """The speaker paused: transcribe what was said so far, in the background."""
         self.speculation = Speculation(self.stt_client, audio, self.s.speech_model,
