@@ -30,20 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests import fetch_models  # noqa: E402
+from tests.voice.test_transcribe import SENTENCES  # noqa: E402
 
 LLM = [sys.executable, "-m", "llmtui"]
 WHISPER = "whisper:tiny.en"
 VOICE = "piper:en_us-joe"
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "It will rain tomorrow morning in the north of the country.",
-    "My favorite color is green and I like to read books.",
-    "The meeting starts early on Monday morning.",
-    "A large number of people visited the museum during the summer holidays.",
-    "She planted tomatoes, beans and sunflowers in the garden behind the house.",
-    "The train to the city leaves every twenty minutes from the second platform.",
-]
 QUESTIONS = ["What is the capital of France?", "How many days are there in a week?",
              "What color is the sky?", "Name a large animal.", "What is two plus two?"]
 STORY = ("Our town sits by a wide river. Every spring the water rises and the old bridge "
@@ -86,7 +77,7 @@ def espeak(text: str, out: Path, rate: int = 16000) -> Path:
 def long_recording(tmp: Path) -> Path:
     parts = [espeak(s, tmp / f"s{i}.wav") for i, s in enumerate(SENTENCES)]
     out = tmp / "talk.wav"
-    subprocess.run(["sox", *map(str, parts * 2), str(out)], check=True)  # ~60 s
+    subprocess.run(["sox", *map(str, parts * 4), str(out)], check=True)  # ~60 s
     return out
 
 

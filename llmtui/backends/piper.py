@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from llmtui.backends.base import NoTextOps
 from llmtui.errors import BadModelFile, InvalidInput, require
 
 #: Speaking rate limits (1.0 is the voice's own pace).
@@ -40,10 +41,12 @@ def voice_files(folder: Path, primary: Path) -> tuple[Path, Path]:
     return onnx, config
 
 
-class PiperBackend:
+class PiperBackend(NoTextOps):
     """One Piper voice; one request at a time."""
 
     formats = ("piper",)
+    not_text = ("this is a text-to-speech voice: it speaks text",
+                "use `llm speak TEXT` or /v1/audio/speech")
 
     def __init__(self) -> None:
         self.voice: Any = None
@@ -70,22 +73,6 @@ class PiperBackend:
         return {"slots": 1, "kind": "text-to-speech", "sample_rate": self.sample_rate,
                 "speakers": int(cfg.num_speakers), "language": cfg.espeak_voice,
                 "gpu_offload": use_cuda}
-
-    def _not_text(self) -> InvalidInput:
-        return InvalidInput("this is a text-to-speech voice: it speaks text",
-                            hint="use `llm speak TEXT` or /v1/audio/speech")
-
-    def generate(self, request: dict[str, Any], emit: Any, cancelled: Any) -> Any:
-        raise self._not_text()
-
-    def chat(self, request: dict[str, Any], emit: Any, cancelled: Any) -> Any:
-        raise self._not_text()
-
-    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
-        raise self._not_text()
-
-    def tokenize(self, text: str) -> list[int]:
-        raise self._not_text()
 
     def op_speak(self, msg: dict[str, Any], reply: Any, cancelled: threading.Event) -> None:
         from piper import SynthesisConfig

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from llmtui.backends.base import NoTextOps
 from llmtui.errors import InvalidInput, require
 
 #: Audio handed to faster-whisper at once (its features for 2 minutes take ~50 MB; 5
@@ -86,10 +87,12 @@ def segment_dict(seg: Any, index: int, offset: float, words: bool) -> dict[str, 
     return out
 
 
-class WhisperBackend:
+class WhisperBackend(NoTextOps):
     """A faster-whisper model; one request at a time (CTranslate2 uses every thread)."""
 
     formats = ("ctranslate2", "whisper")
+    not_text = ("this is a speech-to-text model: it transcribes audio",
+                "use `llm transcribe FILE` or /v1/audio/transcriptions")
 
     def __init__(self) -> None:
         self.model: Any = None
@@ -121,24 +124,6 @@ class WhisperBackend:
                 "compute_type": compute, "threads": threads,
                 "multilingual": self.multilingual, "sample_rate": self.rate,
                 "gpu_offload": device == "cuda"}
-
-    # -- what a speech model is not ------------------------------------------------------------
-
-    def _not_text(self) -> InvalidInput:
-        return InvalidInput("this is a speech-to-text model: it transcribes audio",
-                            hint="use `llm transcribe FILE` or /v1/audio/transcriptions")
-
-    def generate(self, request: dict[str, Any], emit: Any, cancelled: Any) -> Any:
-        raise self._not_text()
-
-    def chat(self, request: dict[str, Any], emit: Any, cancelled: Any) -> Any:
-        raise self._not_text()
-
-    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
-        raise self._not_text()
-
-    def tokenize(self, text: str) -> list[int]:
-        raise self._not_text()
 
     # -- transcription -------------------------------------------------------------------------
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from llmtui.history import History
 from llmtui.tui.app import ChatApp
 from llmtui.tui.backend import DaemonBackend
 from tests.conftest import import_models
+from tests.tui.test_chat import until
 from tests.voice.conftest import AlsaHome, raw_pcm, say
 
 
@@ -34,14 +34,6 @@ def _app(home: Path) -> tuple[ChatApp, list[str]]:
 
     app.notify = record  # type: ignore[method-assign]
     return app, seen
-
-
-async def _until(pilot: Any, cond: Any, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        await pilot.pause(0.1)
 
 
 @pytest.fixture()
@@ -83,16 +75,17 @@ def test_push_to_talk_and_read_aloud(alsa: AlsaHome, voice_home: Path) -> None:
         async with app.run_test(size=(100, 30)) as pilot:
             await pilot.press("f5")  # record until the pause, transcribe into the input
             prompt = app.query_one("#prompt")
-            await _until(pilot, lambda: "capital" in prompt.text.lower())  # type: ignore[attr-defined]
+            await until(pilot, lambda: "capital" in prompt.text.lower(),  # type: ignore[attr-defined]
+                        timeout=90)
             assert "france" in prompt.text.lower()  # type: ignore[attr-defined]
             await pilot.press("f9")
             assert app.voice.read_aloud
             assert "read aloud" in str(app.query_one("#status").render())
             app.action_send()
-            await _until(pilot, lambda: app.conv is not None and len(app.conv.messages) == 2
-                         and not app.generating)
-            await _until(pilot, lambda: alsa.played_seconds(22050) > 0.5)
-            await _until(pilot, lambda: not app.voice.speaking, timeout=60)
+            await until(pilot, lambda: app.conv is not None and len(app.conv.messages) == 2
+                        and not app.generating, timeout=90)
+            await until(pilot, lambda: alsa.played_seconds(22050) > 0.5)
+            await until(pilot, lambda: not app.voice.speaking, timeout=60)
         assert alsa.played_rms() > 0.005
         assert any("listening" in s for s in seen)
 
