@@ -172,8 +172,8 @@ def _vm_hwm(pid: int) -> int:
 def test_two_hour_file_streams_with_bounded_memory(vllm, voice_home, clips,
                                                    tmp_path: Path) -> None:
     """Two hours at 8 kHz: the first segments arrive at once, the worker's peak memory
-    stays far below the decoded file (2 h at 16 kHz float32 = 460 MB), and stopping the
-    client stops the work."""
+    stays far below what the decoded file alone would take, and stopping the client
+    stops the work."""
     long = tmp_path / "two-hours.wav"
     with wave.open(str(say(SENTENCES[0], tmp_path / "s.wav", rate=8000))) as speech:
         frames = speech.readframes(speech.getnframes())
@@ -186,6 +186,7 @@ def test_two_hour_file_streams_with_bounded_memory(vllm, voice_home, clips,
         for _ in range(120):
             w.writeframes(silence)
     assert long.stat().st_size > 115_000_000
+    vllm("stop", WHISPER)  # a fresh worker: its peak memory is this file's alone
     proc = subprocess.Popen([*LLM, "transcribe", str(long), "-f", "srt"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, **vllm.env})
@@ -200,7 +201,10 @@ def test_two_hour_file_streams_with_bounded_memory(vllm, voice_home, clips,
         worker = next(m for m in ps if m["name"] == WHISPER)
         assert _busy(voice_home)
         time.sleep(3)  # let it work through more of the file
-        assert _vm_hwm(worker["pid"]) < 400_000_000
+        peak = _vm_hwm(worker["pid"])
+        # The model and libraries take ~250 MB; decoding the whole file at once (as
+        # faster-whisper's decode_audio does) peaks at 1.2 GB by itself.
+        assert peak < 550_000_000, f"peak {peak / 1e6:.0f} MB"
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
