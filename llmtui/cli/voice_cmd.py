@@ -424,7 +424,8 @@ def voice(
                              language=language, rate=rate, barge_in=not no_barge_in,
                              push_to_talk=push_to_talk, vad=VadConfig(silence_seconds=silence))
     ui = ConsoleUI(opts.model, verbose=verbose)
-    with Speaker(output_device) as speaker, Microphone(device) as mic, connect() as client:
+    # The microphone first: on a machine without sound, its error is the one that matters.
+    with Microphone(device) as mic, Speaker(output_device) as speaker, connect() as client:
         chat = VoiceChat(client, settings, mic, speaker, ui, wait_key=line_key)
         chat.preload()
         if not push_to_talk:
