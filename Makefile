@@ -23,9 +23,12 @@ LLAMA_CMAKE_ARGS ?= -DGGML_RPC=ON
 LLAMA_FLAVOR ?= native-rpc
 endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
+# llama.cpp's own tools (llama-server, llama-batched-bench) from the same vendored source,
+# built once for the benchmarks (never by `make test`).
+TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 
-.PHONY: setup sysdeps models run test lint bench clean
+.PHONY: setup sysdeps models run test lint bench bench-tools man clean
 
 setup: $(STAMP)
 
@@ -63,14 +66,22 @@ run: setup
 	$(BIN)/llm chat smollm2:135m
 
 lint: $(STAMP)
-	$(BIN)/ruff check llmtui tests bench
+	$(BIN)/ruff check llmtui tests bench examples
 	$(BIN)/mypy
 
 test: setup sysdeps models lint
 	$(BIN)/python -m pytest -q
 
-bench: setup models
+bench-tools: $(STAMP)
+	PYTHON=$(BIN)/python bench/build_tools.sh $(LLAMA_VERSION) $(TOOLS_DIR) "$(LLAMA_CMAKE_ARGS)"
+
+bench: setup models bench-tools
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
+
+# The man page, from the command tree (a test says when it is out of date).
+man: $(STAMP)
+	$(BIN)/python -m llmtui.cli.manpage > man/llm.1
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,10 +4,12 @@ Prints ratios, never asserts: the targets are judged by a person reading the out
 Run with `make bench` (or `python bench/run.py --pairs 10`).
 
   1. decode tokens/s through the daemon / raw llama-cpp-python in-process
-     (same model, threads, greedy settings; alternating pairs)        target >= 0.97
+     (same model, threads, greedy settings; alternating pairs)        target >= 1.0
   2. warm time to first token added by the daemon over raw             target <= 15 ms
   3. `echo text | llm summarize`: warm call against the first, cold call
-  4. `llm --help` and model-name completion wall times       targets < 150 ms, < 50 ms
+  4. `llm --help` (cold: no help cache yet; warm: from it) and model-name completion
+     wall times, with CPU time (user + sys) beside: on a busy machine wall time
+     waits for a core                                            targets < 150 ms, < 50 ms
   5. two models generating at once: aggregate tokens/s / the same run one after the other
 """
 
@@ -107,7 +109,7 @@ def bench_decode(client: object, cache: Path, pairs: int, n: int, threads: int) 
     print(f"1. decode tokens/s  raw {statistics.median(raw_tps):.1f}  daemon "
           f"{statistics.median(dmn_tps):.1f}  ratio median {statistics.median(ratios):.3f} "
           f"(mean {statistics.mean(ratios):.3f}, {pairs} alternating pairs of {n} tokens, "
-          f"{threads} threads)   target >= 0.97")
+          f"{threads} threads)   target >= 1.0")
     added = (statistics.median(dmn_ttft) - statistics.median(raw_ttft)) * 1000
     print(f"2. warm time to first token  raw {statistics.median(raw_ttft) * 1000:.1f} ms  "
           f"daemon {statistics.median(dmn_ttft) * 1000:.1f} ms  added {added:.1f} ms   "
@@ -130,15 +132,38 @@ def bench_summarize(env: dict[str, str]) -> None:
           f"warm/cold {warm / cold:.2f}")
 
 
+def timed_cpu(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall, user + sys CPU) seconds of one run of a command."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = timed(cmd, env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def bench_startup(env: dict[str, str]) -> None:
     llm_bin = str(Path(sys.executable).with_name("llm"))
     cmd = [llm_bin, "--help"] if Path(llm_bin).exists() else [*LLM, "--help"]
-    helps = [timed(cmd, env) for _ in range(10)]
+    cache = Path(env["LLMTUI_HOME"]) / "cache"
+
+    def cold() -> tuple[float, float]:
+        for old in cache.glob("help-*.txt"):
+            old.unlink()
+        return timed_cpu(cmd, env)
+
+    colds = [cold() for _ in range(10)]
+    warms = [timed_cpu(cmd, env) for _ in range(10)]
     script = ROOT / "completions" / "llm.bash"
     comp = [timed(["bash", "-c", f"source {script}; _llm_models >/dev/null"], env)
             for _ in range(10)]
     base = [timed(["bash", "-c", "true"], env) for _ in range(10)]
-    print(f"4. `llm --help` {statistics.median(helps) * 1000:.0f} ms (target < 150 ms); "
+
+    def ms(runs: list[tuple[float, float]], i: int) -> str:
+        return f"{statistics.median(r[i] for r in runs) * 1000:.0f}"
+
+    print(f"4. `llm --help` cold {ms(colds, 0)} ms (CPU {ms(colds, 1)} ms), warm "
+          f"{ms(warms, 0)} ms (CPU {ms(warms, 1)} ms) (target < 150 ms); "
           f"model-name completion {statistics.median(comp) * 1000:.0f} ms wall, "
           f"{(statistics.median(comp) - statistics.median(base)) * 1000:.1f} ms over an empty "
           "bash (target < 50 ms)")
@@ -178,7 +203,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--startup", action="store_true", help="Only line 4 (no models needed).")
     args = ap.parse_args()
+    if args.startup:
+        home = Path(tempfile.mkdtemp(prefix="llmtui-bench-")) / "h"
+        (home / "data" / "models" / "manifests").mkdir(parents=True)
+        bench_startup({**os.environ, "LLMTUI_HOME": str(home)})
+        return
     _home, env = setup_home(args.threads)
     from llmtui.config import Settings
     from llmtui.daemon.client import Client

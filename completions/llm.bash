@@ -22,7 +22,7 @@ _llm() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
-    local commands="run summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop config completion transcribe speak listen voice"
+    local commands="chat run prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
         return
@@ -39,6 +39,10 @@ _llm() {
         daemon) COMPREPLY=($(compgen -W "start stop status logs" -- "$cur")) ;;
         config) COMPREPLY=($(compgen -W "path show get set unset edit" -- "$cur")) ;;
         completion) COMPREPLY=($(compgen -W "install show bash zsh fish" -- "$cur")) ;;
+        rag) COMPREPLY=($(compgen -W "add ls show rm query watch" -- "$cur")) ;;
+        history) COMPREPLY=($(compgen -W "list show export import rm" -- "$cur")) ;;
+        logs) COMPREPLY=($(compgen -W "path --count --current --cid --model --query --response --json" -- "$cur")) ;;
+        chat) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;
     esac
 }
 # Colons are part of model names: keep them in the word being completed.

@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # typing costs milliseconds at run time, and `llm --help` counts them
+    from typing import Any
 
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """Allow ``python -m llmtui``."""
 
-from llmtui.cli.app import main
+from llmtui.cli.entry import main
 
 main()

@@ -130,6 +130,16 @@ def _size_text(value: object) -> str | int:
     return value if isinstance(value, int) else str(value)
 
 
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def check(value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got '{value}'")
+        return text
+
+    return check
+
+
 def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -183,6 +193,17 @@ KEYS: dict[str, Key] = {
         Key("context_length", _number(0, 10_000_000, integer=True), 4096,
             "context window for loaded models (0: the model's own)"),
         Key("threads", _number(0, 1024, integer=True), 0, "CPU threads (0: automatic)"),
+        Key("num_parallel", _number(1, 64, integer=True), 4,
+            "requests one loaded model serves at once (parallel slots, each with its own "
+            "context; fewer when memory is short; LLMTUI_NUM_PARALLEL / OLLAMA_NUM_PARALLEL)"),
+        Key("flash_attention", _choice("auto", "on", "off"), "auto",
+            "llama.cpp flash attention (auto: where the device supports it)"),
+        Key("kv_cache_type", _choice("auto", "f16", "bf16", "q8_0", "q4_0"), "auto",
+            "KV cache precision (auto: keys f16, values bf16, so a sequence's numbers never "
+            "depend on batching; q8_0/q4_0 save memory; OLLAMA_KV_CACHE_TYPE overrides)"),
+        Key("prompt_cache_size", _size_text, "2GB",
+            "disk space for saved prompt states (long prompts restored after an unload or a "
+            "restart instead of evaluated again; 0: off)"),
         Key("gpu_layers", _number(-1, 100000, integer=True), -1,
             "layers offloaded to the GPU (-1: all, when the build supports it)"),
         Key("host", _text, None, "TCP address the daemon listens on (off when unset)"),
@@ -200,6 +221,12 @@ KEYS: dict[str, Key] = {
             "most tokens one request may ask to generate"),
         Key("request_timeout", _duration_text, "60s",
             "a client that takes longer to send its request is cut off"),
+        Key("header_timeout", _duration_text, "10s",
+            "a connection that has not sent a whole request head by then is closed"),
+        Key("idle_connection_timeout", _duration_text, "5s",
+            "an idle keep-alive connection is closed after this long"),
+        Key("offline", _bool, False,
+            "refuse every outbound connection, pulls included (LLMTUI_OFFLINE=1)"),
         Key("theme", _text, "llmtui-dark", "chat theme (see themes/)"),
         Key("color", _bool, True, "use colour on a terminal (NO_COLOR also turns it off)"),
     ]
@@ -265,9 +292,13 @@ class Config:
     def save(self) -> None:
         import tomli_w
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        from llmtui.paths import open_private, private_dir
+
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(self.values), encoding="utf-8")
+        tmp.unlink(missing_ok=True)  # a leftover may be readable by others: start afresh
+        with open_private(tmp) as fh:  # 0600: the file may hold the API key
+            fh.write(tomli_w.dumps(self.values))
         os.replace(tmp, self.path)
 
     def effective(self) -> dict[str, Any]:

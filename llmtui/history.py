@@ -111,12 +111,23 @@ class Conversation:
         return "\n".join(lines).rstrip() + "\n"
 
 
+#: (conversation, the message it answered or None, the reply), for `llm logs`.
+Replies = list[tuple[Conversation, Message | None, Message]]
+
+
 class History:
     """One SQLite file; every call opens its own short transaction."""
 
     def __init__(self, path: Path) -> None:
+        from llmtui.paths import private_dir, private_file
+
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
+        # Conversations are private: the file exists 0600 before SQLite opens it, and
+        # SQLite gives the -wal and -shm files the database's own mode.
+        for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if p == path or p.exists():
+                private_file(p)
         self._db = sqlite3.connect(str(path), timeout=10, isolation_level=None,
                                    check_same_thread=False)
         self._db.row_factory = sqlite3.Row
@@ -247,6 +258,41 @@ class History:
         with self._tx() as db:
             db.execute("DELETE FROM messages WHERE conversation = ? AND id >= ?",
                        (conv_id, message_id))
+
+    def replies(self, limit: int = 3, *, conversation: str | None = None,
+                model: str | None = None,
+                search: str | None = None) -> Replies:
+        """The newest replies, oldest first, each with its conversation and the message it
+        answered (`llm logs`); ``limit`` 0 means all."""
+        where, args = ["m.role = 'assistant'"], []
+        if conversation:
+            where.append("m.conversation = ?")
+            args.append(conversation)
+        if model:
+            where.append("m.model = ?")
+            args.append(model)
+        if search:
+            like = f"%{search.replace('%', '').replace('_', '')}%"
+            where.append("(m.content LIKE ? OR EXISTS (SELECT 1 FROM messages u WHERE "
+                         "u.conversation = m.conversation AND u.id < m.id AND u.role = 'user' "
+                         "AND u.content LIKE ?))")
+            args += [like, like]
+        sql = f"SELECT * FROM messages m WHERE {' AND '.join(where)} ORDER BY m.id DESC"
+        if limit > 0:
+            sql += f" LIMIT {int(limit)}"
+        out: Replies = []
+        convs: dict[str, Conversation] = {}
+        for row in self._db.execute(sql, args).fetchall():
+            cid = row["conversation"]
+            if cid not in convs:
+                crow = self._db.execute("SELECT * FROM conversations WHERE id = ?",
+                                        (cid,)).fetchone()
+                convs[cid] = self._conv(crow)
+            asked = self._db.execute(
+                "SELECT * FROM messages WHERE conversation = ? AND id < ? AND role = 'user' "
+                "ORDER BY id DESC LIMIT 1", (cid, row["id"])).fetchone()
+            out.append((convs[cid], self._msg(asked) if asked else None, self._msg(row)))
+        return out[::-1]
 
     # -- import / export -----------------------------------------------------------------
 

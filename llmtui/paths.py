@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 APP_NAME = "llmtui"
 
@@ -74,3 +77,66 @@ class Paths:
             runtime_dir=runtime,
             models_env=models_env,
         )
+
+
+#: Permission bits that let other users change a folder's contents.
+_OTHERS_WRITE = 0o022
+
+
+def private_dir(path: Path, *, tighten: bool = True) -> Path:
+    """Make sure a folder of ours is private, whatever the umask.
+
+    Missing folders (and missing parents) are created 0700. An existing folder that
+    other users can write to is refused (they could swap a model, a config or a
+    database under us), as the daemon's socket folder already is. ``tighten`` also
+    takes away the read bits of a folder this user owns: folders llmtui made before it
+    did this (with umask 022) hold API keys and conversations.
+    """
+    from llmtui.errors import ConfigError
+
+    path = Path(path)
+    missing = []
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            folder.mkdir(mode=0o700)  # the umask can only take bits away from 0700
+    st = path.stat()
+    if not stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{path} is not a folder", hint="remove it or choose another path")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & _OTHERS_WRITE:
+        raise ConfigError(
+            f"the folder {path} can be written by other users (mode {mode:04o})",
+            hint=f"make it private: chmod 700 {path}")
+    if tighten and st.st_uid == os.getuid() and mode & 0o077:
+        with contextlib.suppress(OSError):
+            os.chmod(path, mode & 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create a file 0600 if it is missing (else take away other users' access to it)
+    before a library opens it: SQLite gives its -wal and -shm files the same mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    return path
+
+
+def open_private(path: Path, mode: str = "w", encoding: str | None = "utf-8") -> Any:
+    """open() for a new file of ours: created 0600 from the first instant (no chmod race)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    return os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+
+
+def private_umask() -> None:
+    """Files and folders this process creates are owner-only from now on, including those
+    libraries create (LanceDB tables, logs): o+g bits are added to the umask."""
+    os.umask(os.umask(0o077) | 0o077)

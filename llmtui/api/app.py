@@ -27,6 +27,30 @@ from llmtui.engine.manager import EngineManager
 log = logging.getLogger("llmtui.api")
 
 
+class AllowEveryMethod:
+    """ASGI middleware: a 405's Allow header names every method the path serves. Starlette
+    answers from the first route whose path matches, so a path split over several routes
+    (GET and DELETE /api/x/rag/{name}) would list only some of its methods."""
+
+    def __init__(self, app: Any, routes: list[Any]) -> None:
+        self.app = app
+        self.routes = [r for r in routes if isinstance(r, Route)]
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def patched(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = sorted({m for r in self.routes if r.path_regex.match(scope["path"])
+                                  for m in (r.methods or ())})
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                message = {**message, "headers": [*headers,
+                                                  (b"allow", ", ".join(methods).encode())]}
+            await send(message)
+        return await self.app(scope, receive, patched)
+
+
 def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = None, *,
              limits: Limits | None = None, policy: Policy | None = None) -> Starlette:
     """The daemon's app; the engine, limits and TCP policy are passed in so tests can
@@ -59,7 +83,21 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
         """This API's OpenAPI 3.1 description."""
         from llmtui.api.openapi import build
 
-        return JSONResponse(build(routes))
+        return JSONResponse(build(routes, limits.predict))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """The router's own 404 and 405, in the error shape of the API that was asked."""
+        from starlette.exceptions import HTTPException
+
+        assert isinstance(exc, HTTPException)
+        text = {404: "no such endpoint", 405: "method not allowed"}.get(exc.status_code,
+                                                                          exc.detail)
+        code = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        body: dict[str, Any] = {"error": text, "code": code}
+        if request.url.path.startswith("/v1/"):
+            body = {"error": {"message": text, "type": "invalid_request_error",
+                              "param": None, "code": code}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def internal_error(request: Request, exc: Exception) -> Response:
         # No stack traces or paths for clients; the log has the details.
@@ -75,7 +113,7 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
         finally:
             await engine.close()
 
-    graphql = LazyGraphQL(engine)
+    graphql = LazyGraphQL(engine, limits)
     from llmtui.api.audio import AudioAPI
     from llmtui.api.rag import RagAPI
 
@@ -86,8 +124,10 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
               Route("/api/x/status", status, methods=["GET"]),
               Route("/api/x/shutdown", shutdown, methods=["POST"]),
               Route("/openapi.json", openapi, methods=["GET"])]
-    middleware = [Middleware(CountRequests, counts=engine.metrics.http)]
+    middleware = [Middleware(CountRequests, counts=engine.metrics.http),
+                  Middleware(AllowEveryMethod, routes=routes)]
     if policy is not None:
         middleware.insert(0, Middleware(Guard, policy=policy))
     return Starlette(routes=routes, lifespan=lifespan, middleware=middleware,
-                     exception_handlers={Exception: internal_error})
+                     exception_handlers={404: http_error, 405: http_error,
+                                         Exception: internal_error})

@@ -301,7 +301,10 @@ class AudioAPI:
                     await asyncio.to_thread(sink["out"].write, data)
                     assert form.upload is not None
                     form.upload.size += len(data)
-            parser.finalize()
+            try:
+                parser.finalize()
+            except Exception:
+                raise InvalidInput("the multipart form is malformed") from None
         except BaseException:
             if form.upload is not None:
                 form.upload.path.unlink(missing_ok=True)
@@ -392,10 +395,10 @@ class AudioAPI:
             params = dict(request.query_params)
             upload = await self.spool_body(request, params.get("filename") or "stdin")
         try:
+            model = self.speech_model(params.get("model"))
             if upload.size == 0:
                 raise InvalidInput(f"{upload.filename} is empty")
             options = transcribe_options(params)
-            model = self.speech_model(params.get("model"))
             stream = params.get("stream", True) not in (False, "false", "0")
             info, events, first = await self.start_transcription(model, upload, options,
                                                                  params.get("keep_alive"))
@@ -458,6 +461,7 @@ class AudioAPI:
         try:
             if upload is None:
                 raise InvalidInput("the form has no 'file'")
+            model = self.speech_model(form.get("model"))
             if upload.size == 0:
                 raise InvalidInput(f"{upload.filename} is empty")
             fmt = (form.get("response_format") or "json").strip().lower()
@@ -471,7 +475,6 @@ class AudioAPI:
                    "prompt": form.get("prompt"), "temperature": form.get("temperature"),
                    "translate": translate, "word_timestamps": "word" in grains}
             options = transcribe_options(raw)
-            model = self.speech_model(form.get("model"))
             stream = _bool(form.get("stream"), "stream")
             info, events, first = await self.start_transcription(model, upload, options)
         except BaseException:

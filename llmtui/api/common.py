@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -53,6 +54,10 @@ class BodyTooLarge(InvalidInput):
     http_status = 413
 
 
+class TooDeep(InvalidInput):
+    """JSON nested past MAX_DEPTH (refused before parsing: no recursion bombs)."""
+
+
 def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -78,6 +83,47 @@ def error_response(exc: LlmtuiError) -> JSONResponse:
     return JSONResponse(error_body(exc), status_code=exc.http_status, headers=headers)
 
 
+T = TypeVar("T")
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its (non-streamed) answer was ready."""
+
+
+#: What the metrics record for a request whose client left (nginx's "client closed request").
+CLIENT_CLOSED = 499
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client hangs up. Only call once the body has been read: after
+    that, the server's receive channel has nothing more to say but ``http.disconnect``."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_gone(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` while watching the connection; a client that leaves first cancels
+    it (closing its engine streams, which stops generation in the worker within a token)
+    and raises ClientGone. Streamed responses get the same from Starlette itself."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise ClientGone
+
+
 def guarded(fn: Callable[[Request], Awaitable[Response]],
             on_error: Callable[[LlmtuiError], Response]) -> Callable[[Request], Any]:
     """A route handler that turns our errors into a response in its API's shape."""
@@ -86,6 +132,8 @@ def guarded(fn: Callable[[Request], Awaitable[Response]],
             return await fn(request)
         except LlmtuiError as exc:
             return on_error(exc)
+        except ClientGone:
+            return Response(status_code=CLIENT_CLOSED)  # nobody reads it; /metrics does
     handler.__doc__ = fn.__doc__  # /openapi.json reads the summaries from here
     handler.__name__ = fn.__name__
     return handler
@@ -152,19 +200,68 @@ async def read_body(request: Request, limits: Limits) -> bytes:
         raise InvalidInput("the client went away while sending its request") from None
 
 
-async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
-    body = await read_body(request, limits)
-    if not body.strip():
-        return {}
-    if (b"[[" in body or b"{" in body) and not _depth_ok(body):
-        raise InvalidInput(f"request JSON is nested deeper than {MAX_DEPTH} levels")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate_at(data: Any) -> str | None:
+    """Where in parsed JSON a string holds a lone UTF-16 surrogate ("\\ud800" escapes
+    parse to one), or None. Such text cannot be encoded, so it must never get further."""
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return where or "the body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                stack.append((key, where or "a key"))
+                stack.append((item, f"{where}.{key}" if where else str(key)))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(value))
+    return None
+
+
+def check_unicode(data: Any) -> None:
+    """Refuse text with lone surrogates: a 400 naming the field, not a 500 later."""
+    where = _lone_surrogate_at(data)
+    if where is not None:
+        shown = where[:80].encode("ascii", "backslashreplace").decode()
+        raise InvalidInput(f"'{shown}' holds a lone UTF-16 surrogate (such as \\ud800): "
+                           "text must be valid Unicode")
+
+
+def parse_json_object(body: bytes | str) -> dict[str, Any]:
+    """A JSON object from a request body or a WebSocket frame, with the checks every
+    surface shares: nesting depth, valid JSON, an object, valid Unicode text."""
+    if isinstance(body, bytes):
+        try:  # strict: json.loads(bytes) would let encoded surrogates through
+            text = body.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput("request body is not valid UTF-8") from None
+        raw = body
+    else:
+        text, raw = body, body.encode("utf-8", "surrogatepass")
+    if (b"[[" in raw or b"{" in raw) and not _depth_ok(raw):
+        raise TooDeep(f"request JSON is nested deeper than {MAX_DEPTH} levels")
     try:
-        data = json.loads(body)
+        data = json.loads(text)
     except (ValueError, RecursionError):
         raise InvalidInput("request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise InvalidInput("request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(raw) or (isinstance(body, str) and _SURROGATE.search(body)):
+        check_unicode(data)  # walked only when such text can be there at all
     return data
+
+
+async def read_json(request: Request, limits: Limits) -> dict[str, Any]:
+    body = await read_body(request, limits)
+    if not body.strip():
+        return {}
+    return parse_json_object(body)
 
 
 def model_field(data: dict[str, Any]) -> str:

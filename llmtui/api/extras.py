@@ -26,7 +26,14 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from llmtui.api.common import error_body, model_field, ns
+from llmtui.api.common import (
+    TooDeep,
+    error_body,
+    model_field,
+    ns,
+    parse_json_object,
+    unless_gone,
+)
 from llmtui.api.ollama import OllamaAPI, done_reason, stats_fields
 from llmtui.api.validate import check_format
 from llmtui.errors import InvalidInput, LlmtuiError
@@ -34,6 +41,8 @@ from llmtui.errors import InvalidInput, LlmtuiError
 MAX_BATCH = 256
 BATCH_PARALLEL = 4
 MAX_WS_REQUESTS = 16  # requests in flight on one WebSocket
+WS_POLICY_VIOLATION = 1008
+WS_UNSUPPORTED_DATA = 1003
 
 
 class Extras:
@@ -53,7 +62,8 @@ class Extras:
     def _request(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         """An engine request from a JSON object, checked as the HTTP API checks it."""
         req: dict[str, Any] = {"format": check_format(data.get("format")),
-                               "options": self.o.options(data.get("options")),
+                               "options": self.o.options(data.get("options"),
+                                                         data.get("model")),
                                "truncate": bool(data.get("truncate", False))}
         if kind == "chat":
             req["messages"] = self.o.messages(data.get("messages"))
@@ -102,16 +112,31 @@ class Extras:
                     await events.aclose()
                 tasks.pop(rid, None)
 
+        async def refuse(code: int, error: str) -> None:
+            """An error message, then a close frame with a code (RFC 6455 section 7.4)."""
+            await send({"type": "error", "id": None, "error": error, "code": "invalid_input"})
+            async with send_lock:
+                with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                    await websocket.close(code=code, reason=error[:120])
+
         try:
             while True:
-                text = await websocket.receive_text()
+                frame = await websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                text = frame.get("text")
+                if text is None:
+                    await refuse(WS_UNSUPPORTED_DATA, "binary frames are not supported: "
+                                 "send JSON objects in text frames")
+                    break
                 try:
-                    msg = json.loads(text)
-                    if not isinstance(msg, dict):
-                        raise ValueError
-                except ValueError:
+                    msg = parse_json_object(text)
+                except TooDeep as exc:
+                    await refuse(WS_POLICY_VIOLATION, str(exc))
+                    break
+                except InvalidInput as exc:
                     await send({"type": "error", "id": None, "error": "frames must be JSON "
-                                "objects", "code": "invalid_input"})
+                                f"objects ({exc})", "code": "invalid_input"})
                     continue
                 kind, rid = msg.get("type"), str(msg.get("id") or "")
                 if kind == "ping":
@@ -161,7 +186,7 @@ class Extras:
                 merged["options"] = {**shared["options"], **item["options"]}
             kind = "chat" if "messages" in merged else "generate"
             try:
-                plans.append((kind, self._request(kind, merged), None))
+                plans.append((kind, self._request(kind, {**merged, "model": model}), None))
             except InvalidInput as exc:
                 plans.append((kind, {}, exc))
         self.engine.store.get(model)  # a missing model is one 404, not N errors
@@ -187,7 +212,7 @@ class Extras:
                                     if kind == "chat" else {"response": text})
             return {**body, "done_reason": done_reason(stats), **stats_fields(stats)}
 
-        results = await asyncio.gather(*(one(*p) for p in plans))
+        results = await unless_gone(request, asyncio.gather(*(one(*p) for p in plans)))
         return JSONResponse({"model": model, "results": results,
                              "total_duration": ns(time.perf_counter() - started)})
 

@@ -9,9 +9,20 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import strawberry
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    OperationDefinitionNode,
+    ValidationContext,
+    ValidationRule,
+)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter
 from strawberry.scalars import JSON
 
-from llmtui.api.common import scrub
+from llmtui.api.common import check_unicode, scrub
 from llmtui.api.ollama import done_reason
 from llmtui.api.validate import check_messages, check_options
 from llmtui.errors import LlmtuiError
@@ -163,6 +174,7 @@ class Subscription:
                        options: JSON | None = None) -> AsyncGenerator[Chunk, None]:
         engine = info.context["engine"]
         try:
+            check_unicode([model, prompt, messages, system, options])
             opts = check_options(options)
             if messages is not None:
                 kind = "chat"
@@ -187,4 +199,74 @@ class Subscription:
             raise fail(exc) from None
 
 
-schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+#: Limits that keep one GraphQL document from taking seconds of server time or recursing
+#: past Python's limit: lexer tokens, then nesting depth, aliases and field selections,
+#: all counted with fragments expanded (memoised, so a chain of spreads that doubles at
+#: each step is measured at once instead of being walked 2^n times).
+MAX_TOKENS = 2000
+MAX_DEPTH = 8
+MAX_ALIASES = 20
+MAX_COST = 500
+
+
+class DocumentLimits(ValidationRule):
+    """Refuse operations deeper than MAX_DEPTH, with more than MAX_ALIASES aliases or
+    selecting more than MAX_COST fields in all."""
+
+    def __init__(self, context: ValidationContext) -> None:
+        super().__init__(context)
+        document = context.document
+        fragments = {d.name.value: d for d in document.definitions
+                     if isinstance(d, FragmentDefinitionNode)}
+        memo: dict[str, tuple[int, int, int]] = {}
+        over = (MAX_COST + 1, MAX_DEPTH + 1, MAX_ALIASES + 1)
+
+        def measure(node: Any, level: int) -> tuple[int, int, int]:
+            """(fields, depth, aliases) of a selection set."""
+            if level > 2 * MAX_DEPTH + len(fragments):
+                return over
+            cost = depth = aliases = 0
+            for sel in node.selections if node is not None else ():
+                if isinstance(sel, FieldNode):
+                    c, d, a = measure(sel.selection_set, level + 1)
+                    if sel.name.value.startswith("__"):
+                        d = 0  # introspection (GraphiQL's query nests ofType deeply)
+                    cost, depth = cost + 1 + c, max(depth, 1 + d)
+                    aliases += a + (sel.alias is not None)
+                    continue
+                if isinstance(sel, InlineFragmentNode):
+                    c, d, a = measure(sel.selection_set, level + 1)
+                elif isinstance(sel, FragmentSpreadNode):
+                    name = sel.name.value
+                    if name not in memo:
+                        memo[name] = over  # a cycle stops here (another rule names it)
+                        frag = fragments.get(name)
+                        memo[name] = measure(frag.selection_set, level + 1) if frag \
+                            else (0, 0, 0)
+                    c, d, a = memo[name]
+                else:
+                    continue
+                cost, depth, aliases = cost + c, max(depth, d), aliases + a
+                if cost > MAX_COST:
+                    break
+            return cost, depth, aliases
+
+        for definition in document.definitions:
+            if not isinstance(definition, OperationDefinitionNode):
+                continue
+            cost, depth, aliases = measure(definition.selection_set, 0)
+            problem = (f"is nested more than {MAX_DEPTH} levels deep"
+                       if depth > MAX_DEPTH else
+                       f"uses {aliases} aliases (the limit is {MAX_ALIASES})"
+                       if aliases > MAX_ALIASES else
+                       f"selects more than {MAX_COST} fields, fragments counted each time "
+                       "they are used" if cost > MAX_COST else None)
+            if problem:
+                self.report_error(GraphQLError(f"the query {problem}; split it up",
+                                               definition))
+
+
+_LIMITS: list[Any] = [MaxTokensLimiter(max_token_count=MAX_TOKENS),
+                      AddValidationRules([DocumentLimits])]
+schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription,
+                           extensions=_LIMITS)

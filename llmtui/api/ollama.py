@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,6 +32,7 @@ from llmtui.api.common import (
     ns,
     read_body,
     read_json,
+    unless_gone,
 )
 from llmtui.api.validate import check_format, check_messages, check_options, check_text
 from llmtui.backends.tools import check_tools, parse_tool_calls
@@ -61,6 +63,9 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
         "eval_duration": ns(stats.get("completion_seconds")),
         "first_token_duration": ns(stats.get("first_token_seconds")),
     }
+    if stats.get("cached_tokens"):
+        # Ollama's field: prompt tokens read from the cache (prompt_eval_count counts all).
+        out["prompt_eval_cached_count"] = int(stats["cached_tokens"])
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
     return out
@@ -139,11 +144,32 @@ class OllamaAPI:
     async def json(self, request: Request) -> dict[str, Any]:
         return await read_json(request, self.limits)
 
-    def options(self, raw: Any) -> dict[str, Any]:
+    def options(self, raw: Any, model: Any = None) -> dict[str, Any]:
         options = check_options(raw)
         if options.get("num_predict", 0) > self.limits.predict:
             raise InvalidInput(f"option 'num_predict' may be at most {self.limits.predict}")
+        cpus = os.cpu_count() or 1
+        if options.get("num_thread", 0) > cpus:  # more threads than cores only thrash
+            options["num_thread"] = cpus
+        if options.get("num_ctx") and isinstance(model, str):
+            self._check_fits(model, int(options["num_ctx"]))
         return options
+
+    def _check_fits(self, model: str, num_ctx: int) -> None:
+        """A context that cannot fit the memory budget is the request's mistake (a 400),
+        found before anything is evicted or loaded."""
+        from llmtui.engine.manager import estimate_memory
+
+        try:
+            manifest, path = self.engine.store.resolve_file(ModelName.parse(model))
+        except LlmtuiError:
+            return  # the request fails on the model itself, with its own status
+        need = estimate_memory(manifest, path, num_ctx)
+        if need > self.engine.budget:
+            raise InvalidInput(
+                f"'num_ctx' {num_ctx} needs about {need / 1e9:.1f} GB for '{model}', more "
+                f"than the memory budget ({self.engine.budget / 1e9:.1f} GB)",
+                hint="ask for a smaller context, or raise memory_budget")
 
     def text(self, value: Any, field: str) -> str:
         text = check_text(value, field)
@@ -176,30 +202,37 @@ class OllamaAPI:
     def _line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
-    async def _run(self, kind: str, model: str, req: dict[str, Any], keep_alive: Any,
-                   stream: bool, make_chunk: Callable[[str], dict[str, Any]],
-                   make_final: Callable[[str, dict[str, Any], list[dict[str, Any]]],
-                                        dict[str, Any]],
-                   tools: list[dict[str, Any]] | None = None) -> Response:
-        events = self.engine.stream(kind, model, req, keep_alive)
-        first = await first_event(events)
-        watcher = ToolStream(tools)
-        if not stream:
+    async def collect(self, request: Request, kind: str, model: str, req: dict[str, Any],
+                      keep_alive: Any = None) -> tuple[str, dict[str, Any]]:
+        """A whole (non-streamed) generation: its text and stats. A client that hangs up
+        meanwhile stops it at once instead of leaving the model busy for minutes."""
+        async def run() -> tuple[str, dict[str, Any]]:
             parts: list[str] = []
             stats: dict[str, Any] = {}
+            events = self.engine.stream(kind, model, req, keep_alive)
             try:
-                event = first
-                while event is not None:
+                async for event in events:
                     if "text" in event:
                         parts.append(event["text"])
                     else:
                         stats = event["stats"]
-                    event = await anext(events, None)
             finally:
                 await events.aclose()
-            text = "".join(parts)
+            return "".join(parts), stats
+        return await unless_gone(request, run())
+
+    async def _run(self, request: Request, kind: str, model: str, req: dict[str, Any],
+                   keep_alive: Any, stream: bool, make_chunk: Callable[[str], dict[str, Any]],
+                   make_final: Callable[[str, dict[str, Any], list[dict[str, Any]]],
+                                        dict[str, Any]],
+                   tools: list[dict[str, Any]] | None = None) -> Response:
+        if not stream:
+            text, stats = await self.collect(request, kind, model, req, keep_alive)
             calls = parse_tool_calls(text, tools) if tools else []
             return JSONResponse(make_final("" if calls else text, stats, calls))
+        events = self.engine.stream(kind, model, req, keep_alive)
+        first = await first_event(events)
+        watcher = ToolStream(tools)
 
         async def body() -> AsyncIterator[bytes]:
             try:
@@ -268,7 +301,7 @@ class OllamaAPI:
             "system": self.text(data.get("system"), "system") or None,
             "template": self.text(data.get("template"), "template") or None,
             "raw": bool(data.get("raw")), "format": check_format(data.get("format")),
-            "options": self.options(data.get("options")), "context": context or None,
+            "options": self.options(data.get("options"), model), "context": context or None,
             "truncate": bool(data.get("truncate", False)),
         }
         stream = data.get("stream", True) is not False
@@ -284,7 +317,7 @@ class OllamaAPI:
                 out["context"] = stats["context"]
             return {**out, **stats_fields(stats)}
 
-        return await self._run("generate", model, req, keep_alive, stream, chunk, final)
+        return await self._run(request, "generate", model, req, keep_alive, stream, chunk, final)
 
     async def chat(self, request: Request) -> Response:
         """Chat over a list of messages; tools and tool calls as Ollama documents them."""
@@ -298,7 +331,7 @@ class OllamaAPI:
         tools = check_tools(data.get("tools"))
         req = {
             "messages": messages, "format": check_format(data.get("format")),
-            "options": self.options(data.get("options")), "tools": tools,
+            "options": self.options(data.get("options"), model), "tools": tools,
             "template": self.text(data.get("template"), "template") or None,
             "truncate": bool(data.get("truncate", False)),
         }
@@ -316,7 +349,7 @@ class OllamaAPI:
             return {"model": model, "created_at": now_rfc3339(), "message": message,
                     "done": True, "done_reason": done_reason(stats), **stats_fields(stats)}
 
-        return await self._run("chat", model, req, keep_alive, stream, chunk, final, tools)
+        return await self._run(request, "chat", model, req, keep_alive, stream, chunk, final, tools)
 
     def inputs(self, raw: Any) -> list[str]:
         inputs = [raw] if isinstance(raw, str) else raw
@@ -326,6 +359,10 @@ class OllamaAPI:
             raise InvalidInput(f"at most {self.limits.inputs} inputs per request")
         if sum(len(s) for s in inputs) > self.limits.prompt_chars:
             raise InvalidInput("the inputs are too long")
+        empty = [i for i, s in enumerate(inputs) if not s.strip()]
+        if empty:  # decided here, for every backend: nothing to embed is not a vector
+            which = "'input'" if isinstance(raw, str) else f"input {empty[0]}"
+            raise InvalidInput(f"{which} is empty: there is no text to embed")
         return inputs
 
     async def embed(self, request: Request) -> Response:
@@ -333,9 +370,14 @@ class OllamaAPI:
         data = await self.json(request)
         model = model_field(data)
         inputs = self.inputs(data.get("input"))
+        options = self.options(data.get("options"), model)
+        keep_alive = self._keep_alive(data)
         started = time.perf_counter()
-        result = await self.engine.embed(model, inputs, self.options(data.get("options")),
-                                         self._keep_alive(data),
+        if not inputs:  # an empty list: the correct answer is an empty list
+            self.engine.store.get(model)
+            return JSONResponse({"model": model, "embeddings": [], "total_duration": 0,
+                                 "load_duration": 0, "prompt_eval_count": 0})
+        result = await self.engine.embed(model, inputs, options, keep_alive,
                                          truncate=data.get("truncate", True) is not False)
         return JSONResponse({
             "model": model, "embeddings": result["embeddings"],
@@ -349,8 +391,12 @@ class OllamaAPI:
         data = await self.json(request)
         model = model_field(data)
         prompt = self.text(data.get("prompt"), "prompt")
-        result = await self.engine.embed(model, [prompt], self.options(data.get("options")),
-                                         self._keep_alive(data))
+        options = self.options(data.get("options"))
+        keep_alive = self._keep_alive(data)
+        if not prompt.strip():  # as Ollama answers it: no text, no vector
+            self.engine.store.get(model)
+            return JSONResponse({"embedding": []})
+        result = await self.engine.embed(model, [prompt], options, keep_alive)
         return JSONResponse({"embedding": result["embeddings"][0]})
 
     async def tokenize(self, request: Request) -> Response:
@@ -396,6 +442,8 @@ class OllamaAPI:
                 "size_vram": item["size_vram"], "context_length": item["context_length"],
                 "pid": item["pid"], "gpu_layers": item["gpu_layers"],
                 "embedding": item["key"].endswith("#embed"),
+                # ours: parallel slots, each with context_length tokens; requests running
+                "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
             })
         return JSONResponse({"models": models})
 
@@ -452,12 +500,15 @@ class OllamaAPI:
             last[key] = now
             loop.call_soon_threadsafe(queue.put_nowait, dict(event))
 
+        failed: list[LlmtuiError] = []
+
         async def run() -> None:
             try:
                 result = await asyncio.to_thread(work, on_event)
                 await queue.put({"status": "success",
                                  **(result if isinstance(result, dict) else {})})
             except LlmtuiError as exc:
+                failed.append(exc)
                 await queue.put(error_body(exc))
             finally:
                 await queue.put(None)
@@ -469,7 +520,9 @@ class OllamaAPI:
             while (event := await queue.get()) is not None:
                 final = event
             await task
-            return JSONResponse(final, status_code=500 if "error" in final else 200)
+            if failed:  # the error's own status: a bad input is a 400, not a 500
+                return error_response(failed[0])
+            return JSONResponse(final)
 
         if not stream:
             return collect()
@@ -577,30 +630,44 @@ class OllamaAPI:
         license_ = data.get("license")
         if isinstance(license_, list):
             license_ = "\n".join(str(x) for x in license_)
+        if license_ is not None and not isinstance(license_, str):
+            raise InvalidInput("'license' must be a string or a list of strings")
         store = self.engine.store
 
-        def work(on_event: Callable[[dict[str, Any]], None]) -> None:
+        def prepare() -> tuple[Manifest, str]:
+            """Everything that can fail on the client's input, checked before the first
+            status line (so it is a 4xx, not an error inside a 200 stream)."""
             if source:
                 if not isinstance(source, str):
-                    raise InvalidInput("'from' must be a model name")
-                base = store.get(ModelName.parse(source))
-                on_event({"status": f"using existing layer sha256:{base.digest}"})
-            else:
-                assert isinstance(files, dict)
-                (filename, digest_text), = files.items()
-                digest = parse_digest(str(digest_text))
-                if not store.has_blob(digest):
-                    raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
-                                       "(POST /api/blobs/:digest first)")
-                from llmtui.models.pull import build_manifest
-                from llmtui.models.store import _safe_filename
+                    raise InvalidInput("'from' must be the name of an installed model")
+                try:
+                    base_name = ModelName.parse(source)
+                except InvalidInput:  # a path, a URL: only models in the store can be bases
+                    raise InvalidInput(f"'from' must name an installed model, not "
+                                       f"{source[:80]!r}") from None
+                found = store.get(base_name)
+                return found, f"sha256:{found.digest}"
+            assert isinstance(files, dict)
+            (filename, digest_text), = files.items()
+            if not isinstance(digest_text, str):
+                raise InvalidInput("'files' must map a file name to a \"sha256:...\" digest")
+            digest = parse_digest(digest_text)
+            if not store.has_blob(digest):
+                raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
+                                   "(POST /api/blobs/:digest first)")
+            from llmtui.models.pull import build_manifest
+            from llmtui.models.store import _safe_filename
 
-                name = _safe_filename(str(filename))
-                size = store.blob_path(digest).stat().st_size
-                on_event({"status": f"using existing layer sha256:{digest}"})
-                base = build_manifest(store, target, [Layer(digest=digest, size=size,
-                                                            filename=name)],
-                                      "gguf", "create", None)
+            name = _safe_filename(str(filename))
+            size = store.blob_path(digest).stat().st_size
+            made = build_manifest(store, target, [Layer(digest=digest, size=size,
+                                                        filename=name)], "gguf", "create", None)
+            return made, f"sha256:{digest}"
+
+        base, layer = await asyncio.to_thread(prepare)
+
+        def work(on_event: Callable[[dict[str, Any]], None]) -> None:
+            on_event({"status": f"using existing layer {layer}"})
             on_event({"status": "creating new layer"})
             merged = {**base.parameters_override, **params}
             made = replace(

@@ -26,6 +26,9 @@ from llmtui.backends.tools import check_tools, parse_tool_calls
 from llmtui.errors import InvalidInput, LlmtuiError, ModelNotFound
 from llmtui.models.names import ModelName
 
+#: OpenAI's default for /v1/completions without max_tokens (not "until the context ends").
+DEFAULT_COMPLETION_TOKENS = 16
+
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 404: "not_found_error", 503: "server_busy"}
 
@@ -73,10 +76,13 @@ def _finish(stats: dict[str, Any], calls: list[Any]) -> str:
     return "length" if stats.get("done_reason") == "length" else "stop"
 
 
-def _usage(stats: dict[str, Any]) -> dict[str, int]:
+def _usage(stats: dict[str, Any]) -> dict[str, Any]:
     p = int(stats.get("prompt_tokens") or 0)
     c = int(stats.get("completion_tokens") or 0)
-    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+    if stats.get("cached_tokens"):
+        usage["prompt_tokens_details"] = {"cached_tokens": int(stats["cached_tokens"])}
+    return usage
 
 
 def _openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -147,7 +153,7 @@ class OpenAIAPI:
         n = data.get("n", 1)
         if n not in (1, None):
             raise InvalidInput("'n' must be 1 (one choice per request)")
-        return self.o.options(opts)
+        return self.o.options(opts, data.get("model"))
 
     @staticmethod
     def _format(data: dict[str, Any]) -> Any:
@@ -205,21 +211,6 @@ class OpenAIAPI:
             out.append(m)
         return self.o.messages(out)
 
-    async def _collect(self, kind: str, model: str, req: dict[str, Any]
-                       ) -> tuple[str, dict[str, Any]]:
-        parts: list[str] = []
-        stats: dict[str, Any] = {}
-        events = self.engine.stream(kind, model, req, None)
-        try:
-            async for event in events:
-                if "text" in event:
-                    parts.append(event["text"])
-                else:
-                    stats = event["stats"]
-        finally:
-            await events.aclose()
-        return "".join(parts), stats
-
     # -- chat ------------------------------------------------------------------------------
 
     async def chat(self, request: Request) -> Response:
@@ -233,7 +224,7 @@ class OpenAIAPI:
         cid = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
         if not data.get("stream"):
-            text, stats = await self._collect("chat", model, req)
+            text, stats = await self.o.collect(request, "chat", model, req)
             calls = parse_tool_calls(text, tools) if tools else []
             message: dict[str, Any] = {"role": "assistant", "content": None if calls else text}
             if calls:
@@ -288,9 +279,15 @@ class OpenAIAPI:
             prompt = prompt[0]
         if not isinstance(prompt, str):
             raise InvalidInput("'prompt' must be a string (one prompt per request)")
+        if not prompt:
+            raise InvalidInput("'prompt' is empty: there is nothing to complete")
+        options = self._options(data)
+        if data.get("max_tokens") is None and data.get("max_completion_tokens") is None \
+                and "num_predict" not in options:
+            options["num_predict"] = DEFAULT_COMPLETION_TOKENS
         req = {"prompt": self.o.text(prompt, "prompt"), "raw": True,
                "suffix": self.o.text(data.get("suffix"), "suffix") or None,
-               "format": self._format(data), "options": self._options(data),
+               "format": self._format(data), "options": options,
                "truncate": bool(data.get("truncate", False))}
         cid = "cmpl-" + secrets.token_hex(12)
         created = int(time.time())
@@ -302,7 +299,7 @@ class OpenAIAPI:
                                  "finish_reason": finish}]}
 
         if not data.get("stream"):
-            text, stats = await self._collect("generate", model, req)
+            text, stats = await self.o.collect(request, "generate", model, req)
             return JSONResponse({**obj(text, _finish(stats, [])), "usage": _usage(stats)})
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
         events = self.engine.stream("generate", model, req, None)
@@ -327,7 +324,12 @@ class OpenAIAPI:
         encoding = data.get("encoding_format") or "float"
         if encoding not in ("float", "base64"):
             raise InvalidInput("encoding_format must be float or base64")
-        result = await self.engine.embed(model, inputs, self._options(data))
+        options = self._options(data)
+        if inputs:
+            result = await self.engine.embed(model, inputs, options)
+        else:  # an empty list: an empty (correct) answer
+            self.engine.store.get(ModelName.parse(model))
+            result = {"embeddings": [], "tokens": 0}
         vectors = result["embeddings"]
         dims = data.get("dimensions")
         if dims is not None and vectors and dims != len(vectors[0]):

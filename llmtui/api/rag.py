@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmtui.api.common import error_body, first_event, now_rfc3339
+from llmtui.api.common import error_body, first_event, now_rfc3339, unless_gone
 from llmtui.api.ollama import NDJSON, OllamaAPI, done_reason, stats_fields
 from llmtui.api.security import over_tcp
 from llmtui.config import parse_size
@@ -174,6 +174,8 @@ class RagAPI:
         if not question:
             raise InvalidInput("'query' is required")
         k = data.get("k", 5)
+        if isinstance(k, float) and k.is_integer():
+            k = int(k)  # JSON's 5.0 is a whole number too
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"'k' must be a whole number from 1 to {MAX_K}")
         min_sim = data.get("min_similarity", MIN_SIMILARITY)
@@ -231,13 +233,15 @@ class RagAPI:
                 await events.aclose()
 
         if not stream:
-            parts: list[str] = []
-            final = {}
-            async for part in gen():
-                parts.append(part["message"]["content"])
-                final = part
-            final["message"]["content"] = "".join(parts)
-            return JSONResponse({**final, **retrieval})
+            async def whole() -> dict[str, Any]:
+                parts: list[str] = []
+                final: dict[str, Any] = {}
+                async for part in gen():
+                    parts.append(part["message"]["content"])
+                    final = part
+                final["message"]["content"] = "".join(parts)
+                return final
+            return JSONResponse({**await unless_gone(request, whole()), **retrieval})
 
         async def body() -> AsyncIterator[bytes]:
             yield self.o._line({**base, "done": False, **retrieval})

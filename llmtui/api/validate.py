@@ -25,6 +25,7 @@ _NUMERIC: dict[str, tuple[type, float, float]] = {
     "num_thread": (int, 0, 4096),
     "num_gpu": (int, -1, 100_000),
     "num_keep": (int, -1, 10_000_000),
+    "num_parallel": (int, 1, 64),
     "main_gpu": (int, 0, 64),
     "mirostat": (int, 0, 2),
     "mirostat_tau": (float, 0.0, 100.0),

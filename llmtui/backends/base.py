@@ -53,10 +53,17 @@ class GenStats:
     done_reason: str = "stop"
     truncated_tokens: int = 0
     context: list[int] = field(default_factory=list)
+    cached_tokens: int = 0  # prompt tokens reused from the cache, not evaluated
+    restored_tokens: int = 0  # of which restored from the disk cache
+    prompt_eval_tokens: int | None = None  # prompt tokens evaluated (None: all of them)
 
     def to_dict(self) -> dict[str, Any]:
+        evaluated = self.prompt_tokens if self.prompt_eval_tokens is None \
+            else self.prompt_eval_tokens
         return {
             "prompt_tokens": self.prompt_tokens, "prompt_seconds": self.prompt_seconds,
+            "prompt_eval_tokens": evaluated, "cached_tokens": self.cached_tokens,
+            "restored_tokens": self.restored_tokens,
             "completion_tokens": self.completion_tokens,
             "completion_seconds": self.completion_seconds,
             "first_token_seconds": self.first_token_seconds, "done_reason": self.done_reason,
@@ -124,9 +131,16 @@ def backend_classes() -> dict[str, Any]:
 
 
 def backend_for(fmt: str) -> Any:
-    """The backend class that runs this format."""
+    """The backend class that runs this format; a backend plugin that fails to import is
+    passed over (and named, should no other backend run the format)."""
+    broken: list[str] = []
     for ep in backend_classes().values():
-        cls = ep.load()
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            broken.append(f"{ep.name} ({type(exc).__name__}: {exc})")
+            continue
         if fmt in getattr(cls, "formats", ()):
             return cls
-    raise UnsupportedFormat(f"no installed backend runs '{fmt}' models")
+    raise UnsupportedFormat(f"no installed backend runs '{fmt}' models" + (
+        f"; these backends did not load: {', '.join(broken)}" if broken else ""))

@@ -1,21 +1,28 @@
-"""GGUF models on llama.cpp, through llama-cpp-python; runs inside a worker process."""
+"""GGUF models on llama.cpp, through llama-cpp-python; runs inside a worker process.
+
+Generation runs natively: llama.cpp's low-level API with parallel slots decoded together
+(llmtui.backends.slots), sampling in C. A model loaded for embeddings uses
+llama-cpp-python's high-level ``Llama`` (pooling, normalization) one request at a time.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import threading
-import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from llmtui.backends.base import Emit, GenStats
+from llmtui.backends.base import GenStats, Reply
 from llmtui.backends.templates import is_jinja, render_go
 from llmtui.backends.tools import with_tool_prompt
-from llmtui.errors import ContextOverflow, InvalidInput, require
+from llmtui.errors import BadModelFile, ContextOverflow, InvalidInput, require
 
 
 def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, eos: str,
-                    tools: list[Any] | None = None, add_generation_prompt: bool = True) -> str:
+                    tools: list[Any] | None = None, add_generation_prompt: bool = True,
+                    think: bool | str | None = None) -> str:
     """Render a GGUF chat template in a sandboxed Jinja environment (untrusted input)."""
     from jinja2 import TemplateError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -26,10 +33,17 @@ def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, 
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    extra: dict[str, Any] = {}
+    if think is not None:
+        # Templates that switch reasoning read one of these (Qwen3: enable_thinking;
+        # gpt-oss and others: reasoning_effort).
+        extra["enable_thinking"] = think is not False
+        if isinstance(think, str):
+            extra["reasoning_effort"] = think
     try:
         return env.from_string(template).render(
             messages=messages, add_generation_prompt=add_generation_prompt,
-            bos_token=bos, eos_token=eos, tools=tools or None,
+            bos_token=bos, eos_token=eos, tools=tools or None, **extra,
         )
     except TemplateError as exc:
         raise InvalidInput(f"the model's chat template failed: {exc}") from None
@@ -45,71 +59,270 @@ def _pool_normalize(vector: Any) -> list[float]:
     return [x / norm for x in values] if norm > 0 else values
 
 
+def default_threads() -> int:
+    """Physical cores: llama.cpp's decode does not gain from hyper-threads."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except Exception:
+        n = None
+    return max(1, int(n or os.cpu_count() or 1))
+
+
+def json_grammar(fmt: Any) -> str | None:
+    """GBNF text for Ollama's ``format``: "json" or a JSON schema object."""
+    if not fmt:
+        return None
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    if fmt == "json":
+        return str(JSON_GBNF)
+    if isinstance(fmt, dict):
+        from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+        try:
+            gbnf = json_schema_to_gbnf(json.dumps(fmt))
+        except Exception as exc:
+            raise InvalidInput(f"unsupported JSON schema: {exc}") from None
+        # The converter's string characters admit raw control characters, which JSON
+        # forbids; use the same character class as its plain JSON grammar.
+        return str(gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'))
+    raise InvalidInput("format must be \"json\" or a JSON schema object")
+
+
+#: ggml type ids for the KV cache.
+_GGML_TYPES = {"f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2}
+
+
+def kv_types(name: str) -> tuple[int, int]:
+    """(key type, value type) for a kv_cache_type setting.
+
+    "auto" keeps keys in f16 and values in bf16. With key and value types that differ,
+    llama.cpp's CPU flash attention computes every row of a batch the same way, whatever
+    the batch's size or the sequence's length (the tiled and split-KV kernels need both in
+    f16), so a prompt gives bit-identical results evaluated at once, in chunks, continued
+    from a cache, token by token or verified speculatively.
+    """
+    if name in ("auto", ""):
+        return _GGML_TYPES["f16"], _GGML_TYPES["bf16"]
+    if name not in _GGML_TYPES:
+        raise InvalidInput(f"unknown kv_cache_type {name!r} (auto, f16, bf16, q8_0, q4_0)")
+    return _GGML_TYPES[name], _GGML_TYPES[name]
+
+
 class LlamaCppBackend:
-    """One loaded GGUF model. Not thread-safe: the worker runs one operation at a time."""
+    """One loaded GGUF model: a slot scheduler for generation, or an embedder."""
 
     formats = ("gguf",)
 
     def __init__(self) -> None:
-        self.llm: Any = None
+        self.model: Any = None  # llama_cpp._internals.LlamaModel
+        self.llm: Any = None  # llama_cpp.Llama, for embedding models only
+        self.ctx: Any = None
+        self.sched: Any = None
         self.template: str | None = None
-        self.n_ctx = 0
+        self.n_ctx = 0  # per slot
         self.bos_text = ""
         self.eos_text = ""
-        self._last_reply = ""
         self.last_tokens = 0  # tokens in the last embed call
+
+    # -- loading -------------------------------------------------------------------------------
 
     def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]:
         llama_cpp = require("llama_cpp", "llama", "Running GGUF models")
         from llmtui.backends.ggml_devices import has_gpu
+        from llmtui.backends.llama_native import install_log, log_mark
 
+        install_log(verbose=bool(os.environ.get("LLMTUI_DEBUG")))
         # Not llama_supports_gpu_offload(): it is also true for a CPU build with RPC.
         supports_gpu = has_gpu()
         gpu_layers = int(options.get("num_gpu", -1))
         if not supports_gpu:
             gpu_layers = 0
-        threads = int(options.get("num_thread") or 0) or None
+        threads = int(options.get("num_thread") or 0) or default_threads()
         n_ctx = int(options.get("num_ctx") or 0)
-        self.llm = llama_cpp.Llama(  # type: ignore[attr-defined]
-            model_path=path,
-            n_ctx=n_ctx,  # 0: the model's training context
-            n_threads=threads,
-            n_threads_batch=threads,
-            n_gpu_layers=gpu_layers,
-            n_batch=min(512, n_ctx or 512),
-            embedding=bool(options.get("embedding", False)),
-            verbose=False,
-        )
-        self.n_ctx = int(self.llm.n_ctx())
-        meta = self.llm.metadata or {}
-        self.template = meta.get("tokenizer.chat_template") or None
-        self.bos_text = self._token_text(self.llm.token_bos())
-        self.eos_text = self._token_text(self.llm.token_eos())
+        embedding = bool(options.get("embedding", False))
+        mark = log_mark()
+        try:
+            if embedding:
+                info = self._load_embedder(llama_cpp, path, n_ctx, threads, gpu_layers)
+            else:
+                slots = max(1, int(options.get("num_parallel") or 1))
+                info = self._load_generator(llama_cpp, path, n_ctx, threads, gpu_layers,
+                                            slots, options)
+        except ValueError as exc:
+            raise self._load_error(path, mark, exc) from None
+        self.bos_text = self._token_text(self.model.token_bos())
+        self.eos_text = self._token_text(self.model.token_eos())
         return {
+            **info,
             "n_ctx": self.n_ctx,
-            "n_ctx_train": int(self.llm._model.n_ctx_train()),
+            "n_ctx_train": int(self.model.n_ctx_train()),
             "gpu_offload": supports_gpu and gpu_layers != 0,
             "gpu_layers": gpu_layers,
             "chat_template": self.template is not None,
-            "embedding": bool(options.get("embedding", False)),
+            "embedding": embedding,
+            "threads": threads,
         }
+
+    @staticmethod
+    def _load_error(path: str, mark: int, exc: BaseException) -> BadModelFile:
+        """llama.cpp's own reason (from its log) rather than the wrapper's generic one."""
+        from llmtui.backends.llama_native import recent_errors
+
+        reasons = recent_errors(mark)
+        why = "; ".join(reasons) if reasons else str(exc)
+        return BadModelFile(f"llama.cpp could not load {os.path.basename(path)}: {why}")
+
+    def _load_embedder(self, llama_cpp: Any, path: str, n_ctx: int, threads: int,
+                       gpu_layers: int) -> dict[str, Any]:
+        self.llm = llama_cpp.Llama(
+            model_path=path, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+            n_gpu_layers=gpu_layers, n_batch=min(512, n_ctx or 512), embedding=True,
+            verbose=False)
+        self.model = self.llm._model
+        self.n_ctx = int(self.llm.n_ctx())
+        self.template = (self.llm.metadata or {}).get("tokenizer.chat_template") or None
+        return {"slots": 1}
+
+    def _load_generator(self, L: Any, path: str, n_ctx: int, threads: int, gpu_layers: int,
+                        slots: int, options: dict[str, Any]) -> dict[str, Any]:
+        from llama_cpp._internals import LlamaModel
+
+        from llmtui.backends.slots import Scheduler
+
+        mp = L.llama_model_default_params()
+        mp.n_gpu_layers = gpu_layers
+        if not os.path.exists(path):
+            raise ValueError(f"model file not found: {path}")
+        self.model = LlamaModel(path_model=path, params=mp, verbose=False)
+        per_slot = n_ctx or int(self.model.n_ctx_train())
+        n_batch = 512
+        cp = L.llama_context_default_params()
+        cp.n_ctx = per_slot * slots
+        cp.n_batch = n_batch
+        cp.n_ubatch = n_batch
+        cp.n_seq_max = slots
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        # One KV stream per slot: a sequence's numbers never depend on its neighbours.
+        cp.kv_unified = False
+        cp.no_perf = True
+        flash = str(options.get("flash_attention", "auto")).lower()
+        cp.flash_attn_type = {"on": 1, "true": 1, "off": 0, "false": 0}.get(flash, -1)
+        cp.type_k, cp.type_v = kv_types(str(options.get("kv_cache_type") or "auto"))
+        ctx = L.llama_init_from_model(self.model.model, cp)
+        if not ctx:
+            raise ValueError("failed to create a llama.cpp context (out of memory?)")
+        self.ctx = ctx
+        self.n_ctx = int(L.llama_n_ctx_seq(ctx))
+        self.template = self.model.metadata().get("tokenizer.chat_template") or None
+        disk = None
+        if int(options.get("kv_cache_bytes") or 0) > 0 and options.get("digest"):
+            from llmtui.backends.kvcache import DiskCache
+
+            root = Path(str(options["kv_cache_dir"]))
+            # The state's layout depends on llama.cpp's version and on flash attention
+            # (V is stored transposed without it): both are part of the key.
+            version = f"{L.__version__}/fa={cp.flash_attn_type}/kv={cp.type_k},{cp.type_v}"
+            disk = DiskCache(root / str(options["digest"]), str(options["digest"]), version,
+                             int(options["kv_cache_bytes"]), root=root)
+        self.sched = Scheduler(self.model, ctx, slots, self.n_ctx, n_batch, disk=disk,
+                               threads=threads)
+        return {"slots": slots, "n_ctx_total": int(L.llama_n_ctx(ctx))}
 
     def _token_text(self, token: int) -> str:
         if token < 0:
             return ""
         try:
-            return bytes(self.llm.detokenize([token], special=True)).decode("utf-8", "replace")
+            return bytes(self.model.detokenize([token], special=True)).decode("utf-8", "replace")
         except Exception:
             return ""
+
+    def close(self) -> None:
+        if self.sched is not None:
+            self.sched.close()
+            self.sched = None
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+        elif self.ctx is not None:
+            import llama_cpp
+
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+            if self.model is not None:
+                self.model.close()
+        self.model = None
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def submit(self, op: str, msg: dict[str, Any], reply: Reply,
+               cancelled: threading.Event) -> bool:
+        """Take a request into the scheduler (generation) or answer it now (tokenize)."""
+        if self.sched is None:
+            return False  # an embedder: the worker's serial path
+        if op in ("generate", "chat"):
+            self.sched.submit(self._job(op, msg["request"], reply, cancelled))
+            return True
+        if op == "tokenize":
+            reply.done(tokens=self.tokenize(str(msg.get("text") or "")))
+            return True
+        if op == "perplexity":
+            self.sched.submit(self._score_job(msg, reply, cancelled))
+            return True
+        if op == "embed":
+            raise InvalidInput("this model is loaded for generation, not embeddings")
+        return False
+
+    def _job(self, op: str, request: dict[str, Any], reply: Reply,
+             cancelled: threading.Event) -> Any:
+        from llmtui.backends.llama_native import Sampler, SamplerSettings, TextStream
+        from llmtui.backends.slots import Job
+
+        stats = GenStats()
+        tokens = self._prompt_tokens(op, request, stats)
+        opts = request.get("options", {})
+        room = self.n_ctx - len(tokens)
+        wanted = int(opts.get("num_predict", -1) or -1)
+        max_tokens = min(wanted, room) if wanted > 0 else room
+        settings = SamplerSettings.from_options(opts)
+        sampler = Sampler(self.model, settings, json_grammar(request.get("format")),
+                          tokens[-64:])
+        logprobs = -1
+        if request.get("logprobs"):
+            logprobs = max(0, min(20, int(request.get("top_logprobs") or 0)))
+        return Job(reply=reply, cancelled=cancelled, prompt=tokens, sampler=sampler,
+                   max_tokens=max_tokens, length_is_limit=wanted > 0,
+                   stream=TextStream(stops=list(opts.get("stop") or [])), logprobs=logprobs,
+                   stats=stats)
+
+    def _score_job(self, msg: dict[str, Any], reply: Reply, cancelled: threading.Event) -> Any:
+        from llmtui.backends.slots import Job
+
+        text = str(msg.get("text") or "")
+        tokens = self.tokenize(text)
+        if len(tokens) < 2:
+            raise InvalidInput("the text is too short to score (it needs at least 2 tokens)")
+        window = int(msg.get("ctx") or 0) or min(512, self.n_ctx)
+        if window > self.n_ctx:
+            raise ContextOverflow(f"a window of {window} tokens does not fit the context "
+                                  f"({self.n_ctx})", hint="use a smaller --ctx")
+        window = max(2, window)
+        stride = int(msg.get("stride") or 0) or max(1, window // 2)
+        stride = max(1, min(stride, window))
+        return Job(reply=reply, cancelled=cancelled, prompt=tokens, kind="score",
+                   window=window, stride=stride)
 
     # -- prompts -------------------------------------------------------------------------------
 
     def tokenize(self, text: str, *, special: bool = True) -> list[int]:
         add_bos = not (self.bos_text and text.startswith(self.bos_text))
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=special))
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos, special))
 
     def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None,
-                override: str | None = None) -> str:
+                override: str | None = None, think: bool | str | None = None) -> str:
         template = override or self.template
         if tools and (template is None or "tools" not in template):
             # The template cannot offer tools: describe them in a system message instead.
@@ -120,55 +333,12 @@ class LlamaCppBackend:
         if override and not is_jinja(override):
             return render_go(override, messages)
         return render_template(template, messages, bos=self.bos_text, eos=self.eos_text,
-                               tools=tools)
+                               tools=tools, think=think)
 
-    def _fit(self, messages: list[dict[str, Any]], request: dict[str, Any],
-             stats: GenStats) -> list[int]:
-        """Tokens of the rendered prompt; over the context it errors, or truncates if asked."""
-        tools = request.get("tools")
-        override = request.get("template") or None
-        tokens = self.tokenize(self._render(messages, tools, override))
-        reserve = self._reserve(request)
-        budget = self.n_ctx - reserve
-        if len(tokens) <= budget:
-            return tokens
-        if not request.get("truncate"):
-            raise ContextOverflow(
-                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}"
-                + (f" ({reserve} kept for the reply)" if reserve else ""),
-                hint="shorten the input, raise num_ctx / --ctx, or pass --truncate",
-            )
-        # Truncate the longest user message from its start (keep the end: the question).
-        over = len(tokens) - budget
-        users = [m for m in messages if m.get("role") == "user" and m.get("content")]
-        if not users:
-            raise ContextOverflow("the prompt does not fit the context and cannot be truncated")
-        target = max(users, key=lambda m: len(str(m["content"])))
-        content = str(target["content"])
-        ids = self.tokenize(content, special=False)
-        if self.bos_text and ids and self._token_text(ids[0]) == self.bos_text:
-            ids = ids[1:]
-        keep = len(ids) - over - 8
-        if keep <= 0:
-            raise ContextOverflow("the prompt's fixed part alone does not fit the context")
-        cut = bytes(self.llm.detokenize(ids[-keep:])).decode("utf-8", "ignore")
-        messages = [dict(m, content=cut) if m is target else m for m in messages]
-        tokens = self.tokenize(self._render(messages, tools, override))
-        stats.truncated_tokens = len(ids) - keep
-        if len(tokens) > budget:
-            raise ContextOverflow("the prompt does not fit the context even after truncation")
-        return tokens
-
-    def _reserve(self, request: dict[str, Any]) -> int:
-        """Tokens kept free for the reply: max_tokens when set, else at least one."""
-        n = int(request.get("options", {}).get("num_predict", -1) or -1)
-        return min(n, self.n_ctx // 2) if n > 0 else 1
-
-    # -- generation ----------------------------------------------------------------------------
-
-    def generate(self, request: dict[str, Any], emit: Emit,
-                 cancelled: threading.Event) -> GenStats:
-        stats = GenStats()
+    def _prompt_tokens(self, op: str, request: dict[str, Any], stats: GenStats) -> list[int]:
+        if op == "chat":
+            messages = [self._message(m) for m in request.get("messages", [])]
+            return self._fit(messages, request, stats)
         prompt = str(request.get("prompt") or "")
         if request.get("suffix"):
             tokens = self._fim(prompt, str(request["suffix"]))
@@ -193,41 +363,77 @@ class LlamaCppBackend:
             tokens = self._fit(messages, request, stats)
         context = [int(t) for t in request.get("context") or []]
         if context:
-            if any(t < 0 or t >= self.llm.n_vocab() for t in context):
+            n_vocab = int(self.model.n_vocab())
+            if any(t < 0 or t >= n_vocab for t in context):
                 raise InvalidInput("'context' holds token ids this model does not have")
-            if self.bos_text and tokens and tokens[0] == self.llm.token_bos():
+            if self.bos_text and tokens and tokens[0] == self.model.token_bos():
                 tokens = tokens[1:]  # the earlier context already starts with BOS
             tokens = context + tokens
             if len(tokens) >= self.n_ctx:
                 raise ContextOverflow(
                     f"'context' plus the prompt is {len(tokens)} tokens but the context "
                     f"holds {self.n_ctx}", hint="start a new conversation (drop 'context')")
-        stats = self._run(tokens, request, emit, cancelled, stats)
-        reply = self._last_reply.encode("utf-8")
-        stats.context = tokens + (list(self.llm.tokenize(reply, add_bos=False, special=False))
-                                  if reply else [])
-        return stats
+        if not tokens:
+            raise InvalidInput("the prompt is empty after tokenization")
+        return tokens
+
+    def _fit(self, messages: list[dict[str, Any]], request: dict[str, Any],
+             stats: GenStats) -> list[int]:
+        """Tokens of the rendered prompt; over the context it errors, or truncates if asked."""
+        tools = request.get("tools")
+        override = request.get("template") or None
+        think = request.get("think")
+        tokens = self.tokenize(self._render(messages, tools, override, think))
+        reserve = self._reserve(request)
+        budget = self.n_ctx - reserve
+        if len(tokens) <= budget:
+            return tokens
+        if not request.get("truncate"):
+            raise ContextOverflow(
+                f"the prompt is {len(tokens)} tokens but the context holds {self.n_ctx}"
+                + (f" ({reserve} kept for the reply)" if reserve else ""),
+                hint="shorten the input, raise num_ctx / --ctx, or pass --truncate",
+            )
+        # Truncate the longest user message from its start (keep the end: the question).
+        over = len(tokens) - budget
+        users = [m for m in messages if m.get("role") == "user" and m.get("content")]
+        if not users:
+            raise ContextOverflow("the prompt does not fit the context and cannot be truncated")
+        target = max(users, key=lambda m: len(str(m["content"])))
+        content = str(target["content"])
+        ids = self.tokenize(content, special=False)
+        if self.bos_text and ids and self._token_text(ids[0]) == self.bos_text:
+            ids = ids[1:]
+        keep = len(ids) - over - 8
+        if keep <= 0:
+            raise ContextOverflow("the prompt's fixed part alone does not fit the context")
+        cut = bytes(self.model.detokenize(ids[-keep:])).decode("utf-8", "ignore")
+        messages = [dict(m, content=cut) if m is target else m for m in messages]
+        tokens = self.tokenize(self._render(messages, tools, override, think))
+        stats.truncated_tokens = len(ids) - keep
+        if len(tokens) > budget:
+            raise ContextOverflow("the prompt does not fit the context even after truncation")
+        return tokens
+
+    def _reserve(self, request: dict[str, Any]) -> int:
+        """Tokens kept free for the reply: max_tokens when set, else at least one."""
+        n = int(request.get("options", {}).get("num_predict", -1) or -1)
+        return min(n, self.n_ctx // 2) if n > 0 else 1
 
     def _fim(self, prefix: str, suffix: str) -> list[int]:
         """Fill-in-the-middle: <PRE> prefix <SUF> suffix <MID>, with the model's own tokens."""
         import llama_cpp
 
-        vocab = llama_cpp.llama_model_get_vocab(self.llm._model.model)
+        vocab = self.model.vocab
         pre, suf, mid = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
                          llama_cpp.llama_vocab_fim_mid(vocab))
         if min(pre, suf, mid) < 0:
             raise InvalidInput("this model does not support insert ('suffix'): it has no "
                                "fill-in-the-middle tokens")
-        body = self.llm.tokenize(prefix.encode("utf-8"), add_bos=False, special=False)
-        tail = self.llm.tokenize(suffix.encode("utf-8"), add_bos=False, special=False)
-        head = [self.llm.token_bos()] if self.llm._model.add_bos_token() else []
+        body = self.model.tokenize(prefix.encode("utf-8"), False, False)
+        tail = self.model.tokenize(suffix.encode("utf-8"), False, False)
+        head = [self.model.token_bos()] if self.model.add_bos_token() else []
         return [*head, pre, *body, suf, *tail, mid]
-
-    def chat(self, request: dict[str, Any], emit: Emit, cancelled: threading.Event) -> GenStats:
-        stats = GenStats()
-        messages = [self._message(m) for m in request.get("messages", [])]
-        tokens = self._fit(messages, request, stats)
-        return self._run(tokens, request, emit, cancelled, stats)
 
     @staticmethod
     def _message(m: dict[str, Any]) -> dict[str, Any]:
@@ -236,95 +442,11 @@ class LlamaCppBackend:
             out["tool_calls"] = m["tool_calls"]
         return out
 
-    def _grammar(self, fmt: Any) -> Any:
-        if not fmt:
-            return None
-        from llama_cpp import LlamaGrammar
-        from llama_cpp.llama_grammar import JSON_GBNF
-
-        if fmt == "json":
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        if isinstance(fmt, dict):
-            from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-            try:
-                gbnf = json_schema_to_gbnf(json.dumps(fmt))
-                # The converter's string characters admit raw control characters, which
-                # JSON forbids; use the same character class as its plain JSON grammar.
-                gbnf = gbnf.replace('char ::= [^"\\\\]', 'char ::= [^"\\\\\\x7F\\x00-\\x1F]')
-                return LlamaGrammar.from_string(gbnf, verbose=False)
-            except Exception as exc:
-                raise InvalidInput(f"unsupported JSON schema: {exc}") from None
-        raise InvalidInput("format must be \"json\" or a JSON schema object")
-
-    def _run(self, tokens: list[int], request: dict[str, Any], emit: Emit,
-             cancelled: threading.Event, stats: GenStats) -> GenStats:
-        opts = request.get("options", {})
-        stats.prompt_tokens = len(tokens)
-        room = self.n_ctx - len(tokens)
-        wanted = int(opts.get("num_predict", -1) or -1)
-        max_tokens = min(wanted, room) if wanted > 0 else room
-        count = 0
-
-        def stop_check(_ids: Any, _logits: Any) -> bool:
-            nonlocal count
-            count += 1
-            return cancelled.is_set()
-
-        from llama_cpp import StoppingCriteriaList
-
-        seed = opts.get("seed")
-        if seed is not None and int(seed) >= 0:
-            # Reusing a cached prompt prefix replays its last token alone, whose logits
-            # differ in the last bits from a batched decode; with a seed, the same request
-            # must give the same reply, so evaluate the prompt afresh.
-            self.llm.reset()
-        start = time.perf_counter()
-        first: float | None = None
-        finish = "stop"
-        stream = self.llm.create_completion(
-            prompt=tokens,
-            max_tokens=max_tokens,
-            temperature=float(opts.get("temperature", 0.8)),
-            top_p=float(opts.get("top_p", 0.9)),
-            top_k=int(opts.get("top_k", 40)),
-            min_p=float(opts.get("min_p", 0.05)),
-            repeat_penalty=float(opts.get("repeat_penalty", 1.1)),
-            presence_penalty=float(opts.get("presence_penalty", 0.0)),
-            frequency_penalty=float(opts.get("frequency_penalty", 0.0)),
-            seed=int(seed) if seed is not None and int(seed) >= 0 else None,
-            stop=list(opts.get("stop") or []),
-            stream=True,
-            grammar=self._grammar(request.get("format")),
-            stopping_criteria=StoppingCriteriaList([stop_check]),
-        )
-        pieces: list[str] = []
-        for chunk in stream:
-            choice = chunk["choices"][0]
-            text = choice.get("text") or ""
-            if text:
-                if first is None:
-                    first = time.perf_counter() - start
-                pieces.append(text)
-                emit(text)
-            if choice.get("finish_reason"):
-                finish = choice["finish_reason"]
-        end = time.perf_counter()
-        if first is None:
-            first = end - start
-        stats.first_token_seconds = first
-        stats.prompt_seconds = first
-        stats.completion_tokens = min(count, max_tokens)
-        stats.completion_seconds = max(0.0, end - start - first)
-        if cancelled.is_set():
-            finish = "cancel"
-        elif finish == "length" and wanted <= 0:
-            finish = "length"  # the context filled up, reported, never silent
-        stats.done_reason = finish
-        self._last_reply = "".join(pieces)
-        return stats
+    # -- embeddings ----------------------------------------------------------------------------
 
     def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
+        if self.llm is None:
+            raise InvalidInput("this model is loaded for generation, not embeddings")
         self.last_tokens = 0
         for text in texts:
             n = len(self.tokenize(text))
@@ -338,8 +460,3 @@ class LlamaCppBackend:
         truncate = bool(options.get("truncate", True))
         return [_pool_normalize(self.llm.embed(t, normalize=False, truncate=truncate))
                 for t in texts]
-
-    def close(self) -> None:
-        if self.llm is not None:
-            self.llm.close()
-            self.llm = None

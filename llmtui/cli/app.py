@@ -7,17 +7,22 @@ heavy parts (llama_cpp, lancedb, textual) inside the functions that need them.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
 from llmtui import __version__
 from llmtui.cli import (
+    cache_cmd,
     chat_cmd,
     completion_cmd,
     config_cmd,
     gen_cmd,
     history_cmd,
+    logs_cmd,
     models_cmd,
+    plugins_cmd,
+    prompt_cmd,
     rag_cmd,
     runtime_cmd,
     voice_cmd,
@@ -26,7 +31,8 @@ from llmtui.errors import ExitCode, LlmtuiError
 
 app = typer.Typer(
     name="llm",
-    help="Run language models locally: chat, pipe commands and an Ollama-compatible daemon.",
+    help="Run language models locally: chat, pipe commands and an Ollama-compatible daemon."
+    "\n\nWith no command, the full-screen chat; `llm \"PROMPT\"` runs a prompt (see `llm prompt`).",
     no_args_is_help=False,
     invoke_without_command=True,
     add_completion=False,
@@ -40,10 +46,14 @@ gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
 rag_cmd.register(app)
+prompt_cmd.register(app)
+logs_cmd.register(app)
+plugins_cmd.register(app)
 voice_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
+app.add_typer(cache_cmd.app, name="cache")
 
 
 def _version(value: bool) -> None:
@@ -73,10 +83,44 @@ def error_line(exc: LlmtuiError) -> str:
     return f"llm: error: {exc}"
 
 
+def _help(args: list[str]) -> None:
+    """Print the root help screen and keep it for the next `llm --help` (helpcache.py)."""
+    import contextlib
+    import io
+
+    from llmtui.cli import helpcache
+
+    buf = io.StringIO()
+    code: Any = 0
+    with contextlib.redirect_stdout(buf):
+        try:
+            app(args=args, prog_name="llm")
+        except SystemExit as exc:
+            code = exc.code
+    text = buf.getvalue()
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if code in (0, None) and text:
+        helpcache.store(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one-line errors on stderr, distinct exit codes, 130 on Ctrl-C."""
+    from llmtui.net import quiet_dependencies
+    from llmtui.paths import private_umask
+
+    private_umask()  # whatever this process writes (history, config, indexes) is owner-only
+    quiet_dependencies()  # no telemetry; with the offline switch, no outbound connection
     try:
-        app(args=argv, prog_name="llm")
+        from llmtui.cli.plugins_cmd import add_plugin_commands
+        from llmtui.cli.router import command_names, route
+
+        add_plugin_commands(app)
+        args = route(list(sys.argv[1:] if argv is None else argv), command_names(app))
+        if args in (["--help"], ["-h"]):
+            _help(args)
+        else:
+            app(args=args, prog_name="llm")
     except LlmtuiError as exc:
         sys.stderr.write(error_line(exc) + "\n")
         sys.exit(int(exc.exit_code))

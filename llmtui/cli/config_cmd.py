@@ -32,10 +32,12 @@ def path_cmd() -> None:
 def show_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Print every setting with its effective value."""
     from llmtui.config import KEYS
+    from llmtui.net import OFFLINE_ENV, offline, set_by_env
 
     settings = _settings()
     values = settings.config.effective()
     values["models_dir"] = str(settings.models_dir)
+    values["offline"] = offline(settings)
     if json_out:
         print_json(values)
         return
@@ -44,6 +46,8 @@ def show_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
         origin = "" if name in settings.config.values else "  # default"
         if name == "models_dir" and settings.paths.models_env is not None:
             origin = "  # from LLMTUI_MODELS"
+        if name == "offline" and set_by_env():
+            origin = f"  # from {OFFLINE_ENV}"
         shown = "" if value is None else value
         sys.stdout.write(f"{name} = {shown!r}{origin}\n" if isinstance(shown, str)
                          else f"{name} = {shown}{origin}\n")
@@ -52,8 +56,12 @@ def show_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON."))
 @app.command("get")
 def get_cmd(key: str = typer.Argument(..., help="Setting name.")) -> None:
     """Print one setting's effective value."""
+    from llmtui.net import offline
+
     settings = _settings()
     value = str(settings.models_dir) if key == "models_dir" else settings.config.get(key)
+    if key == "offline":
+        value = offline(settings)
     sys.stdout.write(("" if value is None else str(value)) + "\n")
 
 

@@ -6,7 +6,7 @@ import re
 import sys
 from typing import Any
 
-from llmtui.cli.gen_cmd import GenOptions, stream_reply
+from llmtui.cli.common import GenOptions, stream_reply
 
 REPLY_RESERVE = 512  # tokens kept free for each partial summary (at most a quarter of ctx)
 PROMPT_OVERHEAD = 160  # the template and instruction around the text

@@ -144,8 +144,21 @@ def rm(models: list[str] = typer.Argument(..., help="Model names.")) -> None:
     for name in names:  # check all first: remove nothing if one name is wrong
         store.get(name)
     for name in names:
+        _unload_if_running(str(name))
         store.remove(name)
         info(f"deleted {name}")
+
+
+def _unload_if_running(name: str) -> None:
+    """A loaded model is unloaded first: `llm ps` stops listing it, and its file's space
+    is freed at once instead of when the worker that maps it would have ended."""
+    import contextlib
+
+    from llmtui.daemon.client import Client
+    from llmtui.errors import DaemonUnavailable
+
+    with contextlib.suppress(DaemonUnavailable):  # no daemon: nothing is loaded
+        Client(autostart=False).unload(name)
 
 
 def cp(src: str = typer.Argument(...), dst: str = typer.Argument(...)) -> None:

@@ -1,4 +1,7 @@
-"""Output rules: stdout carries data only; messages, progress and errors go to stderr."""
+"""Output rules: stdout carries data only; messages, progress and errors go to stderr.
+
+Rich is imported inside the functions: `llm --help` must not pay for it.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,10 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def color_enabled(stream: Any = None) -> bool:
@@ -19,11 +23,15 @@ def color_enabled(stream: Any = None) -> bool:
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")),
                    highlight=False, soft_wrap=True)
 
 
 def stdout_console() -> Console:
+    from rich.console import Console
+
     return Console(no_color=not color_enabled(sys.stdout), highlight=False, soft_wrap=True)
 
 

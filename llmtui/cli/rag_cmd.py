@@ -18,6 +18,7 @@ from typing import Any
 
 import typer
 
+from llmtui.cli.common import Quiet, build_options, rag_answer, read_stdin, silence_stdout, write
 from llmtui.cli.output import info, print_json, print_table
 from llmtui.errors import InvalidInput, ModelNotFound
 
@@ -233,44 +234,6 @@ def rm(name: str = typer.Argument(..., help="Collection name.")) -> None:
     info(f"removed collection {name}")
 
 
-def answer(client: Any, collection: str, question: str, *, k: int, model: str | None,
-           min_similarity: float | None, options: dict[str, Any] | None = None) -> None:
-    """Stream a cited answer to stdout, then the list of sources."""
-    from llmtui.cli.gen_cmd import _Quiet, _silence_stdout, _write
-
-    body: dict[str, Any] = {"query": question, "k": k, "answer": True}
-    if model:
-        body["model"] = model
-    if min_similarity is not None:
-        body["min_similarity"] = min_similarity
-    if options:
-        body["options"] = options
-    it = client.stream(f"/api/x/rag/{collection}/query", body)
-    chunks: list[dict[str, Any]] = []
-    text = ""
-    try:
-        for part in it:
-            if "chunks" in part:
-                chunks = part["chunks"]
-            content = (part.get("message") or {}).get("content", "")
-            if content:
-                text += content
-                _write(content)
-    except _Quiet:
-        _silence_stdout()
-        return
-    finally:
-        it.close()
-    try:
-        if text and not text.endswith("\n"):
-            _write("\n")
-        if chunks:
-            _write("\nSources:\n" + "".join(f"  [{i}] {c['citation']}\n"
-                                            for i, c in enumerate(chunks, 1)))
-    except _Quiet:
-        _silence_stdout()
-
-
 def query(
     question: list[str] = typer.Argument(..., help="The question."),
     collection: str = CollOpt,
@@ -301,11 +264,9 @@ def query(
             if data["nothing_relevant"]:
                 info(f"nothing in '{collection}' is relevant to that question")
             return
-        from llmtui.cli.gen_cmd import build_options
-
         opts = build_options(model, None, None, None, max_tokens, None, None, False, True,
                              False)
-        answer(client, collection, q, k=k, model=opts.model, min_similarity=min_similarity,
+        rag_answer(client, collection, q, k=k, model=opts.model, min_similarity=min_similarity,
                options=opts.options)
 
 
@@ -371,7 +332,6 @@ def embed(
     no_text: bool = typer.Option(False, "--no-text", help="Leave the text out of the output."),
 ) -> None:
     """Print embedding vectors as JSON lines: arguments, or stdin one line per text."""
-    from llmtui.cli.gen_cmd import _Quiet, _silence_stdout, _write, read_stdin
     from llmtui.cli.session import connect
     from llmtui.config import Settings
     from llmtui.models.names import ModelName
@@ -398,9 +358,9 @@ def embed(
                         item["text"] = text
                     item["embedding"] = vec
                     lines.append(json.dumps(item, ensure_ascii=False))
-                _write("\n".join(lines) + "\n")
-        except _Quiet:
-            _silence_stdout()
+                write("\n".join(lines) + "\n")
+        except Quiet:
+            silence_stdout()
 
 
 def register(root: typer.Typer) -> None:

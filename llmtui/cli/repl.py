@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from llmtui.api.validate import check_options
-from llmtui.cli.gen_cmd import GenOptions, _Quiet, emit_result, stream_reply
+from llmtui.cli.common import GenOptions, Quiet, emit_result, stream_reply
 from llmtui.cli.output import info
 from llmtui.errors import LlmtuiError
 
@@ -23,11 +23,11 @@ Ctrl-C stops a reply without leaving."""
 
 
 def _history_file() -> Any:
-    from llmtui.paths import Paths
+    from llmtui.paths import Paths, private_dir, private_file
 
     path = Paths.from_env().data_dir / "repl_history"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
+    private_dir(path.parent)
+    return private_file(path)  # what was typed is as private as the conversations
 
 
 def _read_message(prompt: str = ">>> ") -> str | None:
@@ -95,7 +95,7 @@ def repl(opts: GenOptions) -> None:
                     info("(reply stopped)")
                     messages.pop()
                     continue
-                except _Quiet:
+                except Quiet:
                     break
                 except LlmtuiError as exc:
                     info(f"error: {exc}")

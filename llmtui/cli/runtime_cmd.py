@@ -128,10 +128,13 @@ def ps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
         elif until:
             left = datetime.fromisoformat(until.replace("Z", "+00:00")).timestamp() - time.time()
             until = f"in {max(0, left) / 60:.0f} min" if left >= 60 else f"in {max(0, left):.0f} s"
+        slots = int(m.get("slots") or 1)
+        busy = f"{m.get('active', 0)}/{slots}"
         rows.append([m["name"] + (" (embed)" if m.get("embedding") else ""),
                      human_size(m.get("size")), f"100% {where}",
-                     str(m.get("context_length") or "-"), until])
-    print_table(None, ["NAME", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"], rows)
+                     str(m.get("context_length") or "-") + (f" ×{slots}" if slots > 1 else ""),
+                     busy, until])
+    print_table(None, ["NAME", "SIZE", "PROCESSOR", "CONTEXT", "BUSY", "UNTIL"], rows)
 
 
 def load(

@@ -405,7 +405,7 @@ def voice(
 
     if not (0.25 <= rate <= 4.0) or math.isnan(rate):
         raise InvalidInput("--rate must be from 0.25 to 4")
-    from llmtui.cli.gen_cmd import build_options
+    from llmtui.cli.common import build_options
 
     opts = build_options(model, system, temperature, None,
                          max_tokens if max_tokens is not None else VOICE_MAX_TOKENS, None, None,

@@ -39,10 +39,17 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
 }
 
 
+def _offline_error() -> type[errors.LlmtuiError]:
+    from llmtui.net import OfflineError
+
+    return OfflineError
+
+
 def raise_for_error(data: Any, status: int = 500) -> None:
     """Turn an API error body into the matching exception (and so exit code)."""
     if isinstance(data, dict) and "error" in data:
-        cls = _CLASSES.get(str(data.get("code")))
+        code = str(data.get("code"))
+        cls = _offline_error() if code == "offline" else _CLASSES.get(code)
         if cls is None:
             cls = {400: errors.InvalidInput, 404: errors.ModelNotFound,
                    503: errors.BusyError}.get(status, errors.GenerationError)
@@ -174,9 +181,22 @@ class Client(_Base):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _reconnect(self, exc: Exception) -> None:
+        """The daemon is gone (stopped, restarted, idle-exited): on the Unix socket, start
+        or find it again once; over TCP there is nothing to start."""
+        if self.host:
+            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+        self.close()
+        if self.autostart:
+            self.socket = None  # found again (or started) by _socket_path
+
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            resp = self._http().request(method, path, json=body)
+            try:
+                resp = self._http().request(method, path, json=body)
+            except httpx.ConnectError as exc:
+                self._reconnect(exc)
+                resp = self._http().request(method, path, json=body)
         except httpx.ConnectError as exc:
             raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
         except httpx.TransportError as exc:
@@ -192,21 +212,26 @@ class Client(_Base):
         that are not JSON, such as an audio upload."""
         if body is not None:
             send["json"] = body
-        try:
-            with self._http().stream("POST", path, **send) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    raise_for_error(_decode(resp), resp.status_code)
-                for line in resp.iter_lines():
-                    if not line.strip():
-                        continue
-                    data = json.loads(line)
-                    raise_for_error(data)
-                    yield data
-        except httpx.ConnectError as exc:
-            raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
-        except httpx.TransportError as exc:
-            raise _lost(exc) from None
+        for attempt in (0, 1):
+            try:
+                with self._http().stream("POST", path, **send) as resp:
+                    if resp.status_code >= 400:
+                        resp.read()
+                        raise_for_error(_decode(resp), resp.status_code)
+                    for line in resp.iter_lines():
+                        if not line.strip():
+                            continue
+                        data = json.loads(line)
+                        raise_for_error(data)
+                        yield data
+                return
+            except httpx.ConnectError as exc:  # only before anything was sent or read
+                if attempt == 0:
+                    self._reconnect(exc)
+                    continue
+                raise errors.DaemonUnavailable(f"cannot reach the daemon: {exc}") from None
+            except httpx.TransportError as exc:
+                raise _lost(exc) from None
 
     # -- generation ----------------------------------------------------------------------------
 

@@ -94,8 +94,10 @@ def _flock(path: Path) -> Any:
 
 
 def _spawn(settings: Settings, dp: DaemonPaths, timeout: float) -> str:
-    dp.log.parent.mkdir(parents=True, exist_ok=True)
-    with dp.log.open("ab") as logf:
+    from llmtui.paths import open_private, private_dir
+
+    private_dir(dp.log.parent)  # logs name models, files and prompts in errors
+    with open_private(dp.log, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llmtui.daemon"],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
@@ -128,7 +130,7 @@ def _log_tail(path: Path) -> str:
     return lines[-1][:300] if lines else "no log output"
 
 
-def stop_daemon(settings: Settings, timeout: float = 15.0) -> bool:
+def stop_daemon(settings: Settings, timeout: float = 36.0) -> bool:
     """Ask the daemon to exit (it unloads its models); SIGTERM, then SIGKILL if it hangs."""
     import httpx
 

@@ -78,8 +78,12 @@ class DaemonLock:
 
 
 def write_status(path: Path, data: dict[str, Any]) -> None:
+    from llmtui.paths import open_private
+
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
+    tmp.unlink(missing_ok=True)
+    with open_private(tmp) as fh:
+        fh.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -121,6 +125,88 @@ def bind_tcp(bind: Bind) -> socket.socket:
     return sock
 
 
+class HeaderDeadline:
+    """Mixed into uvicorn's HTTP protocol: a connection must deliver a complete request
+    head within ``header_timeout`` of connecting or of its last response, or it is
+    answered 408 and closed. uvicorn itself only times out connections that send
+    nothing after a response, so a client trickling header bytes (slowloris), or one
+    that connects and stays silent, would hold its connection for ever."""
+
+    header_timeout: float = 10.0
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._header_late)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_late(self) -> None:
+        self._header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\n"
+                                 b"connection: close\r\n\r\n")
+            self.transport.close()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def on_response_complete(self) -> None:
+        if not self.transport.is_closing():
+            self._arm_header_timer()  # the next request's head has the same deadline
+        super().on_response_complete()  # type: ignore[misc]
+
+    # The request head is complete: h11 sets a new scope, httptools calls this hook.
+    def handle_events(self) -> None:
+        scope = getattr(self, "scope", None)
+        super().handle_events()  # type: ignore[misc]
+        if getattr(self, "scope", None) is not scope:
+            self._cancel_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self._cancel_header_timer()
+        super().on_headers_complete()  # type: ignore[misc]
+
+
+def http_protocol(header_timeout: float) -> type:
+    """uvicorn's HTTP protocol (httptools when installed, else h11) with a header deadline."""
+    base: type
+    try:
+        import httptools  # noqa: F401
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+        base = HttpToolsProtocol
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+        base = H11Protocol
+    return type(f"Deadline{base.__name__}", (HeaderDeadline, base),
+                {"header_timeout": header_timeout})
+
+
+def uvicorn_config(app: Any, settings: Settings) -> Any:
+    """How the daemon serves: bounded connections, header and idle timeouts (bodies have
+    their own read timeout, request_timeout), a WebSocket frame limit."""
+    import uvicorn
+
+    cfg = settings.config
+    return uvicorn.Config(
+        app, log_level="warning", lifespan="on", access_log=False,
+        http=http_protocol(parse_duration(cfg.get("header_timeout"))),
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=max(1, round(parse_duration(cfg.get("idle_connection_timeout")))),
+        limit_concurrency=512, ws_max_size=16 * 1024 * 1024,
+        h11_max_incomplete_event_size=64 * 1024)
+
+
 async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float,
                  on_ready: Any = None, listen: Listen | None = None,
                  tcp: socket.socket | None = None) -> None:
@@ -137,12 +223,7 @@ async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float
             server.should_exit = True
 
     app = make_app(engine, on_shutdown=stop, policy=listen.policy if listen else None)
-    # timeout_keep_alive bounds idle connections; bodies have their own read timeout.
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False,
-                            timeout_graceful_shutdown=5, timeout_keep_alive=15,
-                            limit_concurrency=512, ws_max_size=16 * 1024 * 1024,
-                            h11_max_incomplete_event_size=64 * 1024)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, settings))
 
     async def watchdog() -> None:
         while not server.started:  # announce readiness (the status file) once listening
@@ -248,9 +329,7 @@ class InProcessServer:
                 self.loop = asyncio.new_event_loop()
                 asyncio.set_event_loop(self.loop)
                 engine = EngineManager(self.settings)
-                cfg = uvicorn.Config(make_app(engine), log_level="warning", lifespan="on",
-                                     access_log=False)
-                self.server = uvicorn.Server(cfg)
+                self.server = uvicorn.Server(uvicorn_config(make_app(engine), self.settings))
                 self.server.install_signal_handlers = lambda: None
                 self.loop.call_later(0.0, self.ready.set)
                 self.loop.run_until_complete(self.server.serve(sockets=[sock]))
@@ -281,6 +360,12 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     from llmtui.errors import LlmtuiError
+    from llmtui.paths import private_umask
+
+    private_umask()  # the daemon's files and its workers' (RAG tables, logs): owner-only
+    from llmtui.net import quiet_dependencies
+
+    quiet_dependencies()
 
     try:
         sys.exit(serve(Settings.load()))

@@ -19,7 +19,7 @@ from llmtui.models.names import ModelName
 from llmtui.models.store import Manifest, Store
 
 #: Options that change how a model is loaded; a request that changes one reloads it.
-LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread")
+LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread", "num_parallel")
 
 
 @dataclass
@@ -71,8 +71,8 @@ class Metrics:
                 break
 
 
-def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
-    """Weights plus the f16 KV cache for the context plus a compute buffer."""
+def estimate_memory(manifest: Manifest, path: Any, num_ctx: int, slots: int = 1) -> int:
+    """Weights plus the f16 KV cache of every slot's context plus a compute buffer."""
     weights = manifest.size
     if manifest.format != "gguf":
         return int(weights * 1.3)
@@ -87,7 +87,7 @@ def estimate_memory(manifest: Manifest, path: Any, num_ctx: int) -> int:
         heads = int(md.get(f"{arch}.attention.head_count") or 1) or 1
         kv_heads = int(md.get(f"{arch}.attention.head_count_kv") or heads) or heads
         ctx = num_ctx or int(info.context_length or 4096)
-        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2
+        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2 * max(1, slots)
     except LlmtuiError:
         kv = 0
     return int(weights + kv + 96 * 1024 * 1024)
@@ -107,6 +107,20 @@ class EngineManager:
         self.default_ctx = int(cfg.get("context_length"))
         self.default_threads = int(cfg.get("threads"))
         self.default_gpu_layers = int(cfg.get("gpu_layers"))
+        env_parallel = os.environ.get("LLMTUI_NUM_PARALLEL") or \
+            os.environ.get("OLLAMA_NUM_PARALLEL")
+        try:
+            self.default_parallel = max(1, min(64, int(env_parallel or 0))) if env_parallel \
+                else int(cfg.get("num_parallel"))
+        except ValueError:
+            self.default_parallel = int(cfg.get("num_parallel"))
+        self.flash_attention = str(os.environ.get("LLMTUI_FLASH_ATTENTION") or
+                                   cfg.get("flash_attention"))
+        self.kv_cache_type = str(os.environ.get("LLMTUI_KV_CACHE_TYPE") or
+                                 os.environ.get("OLLAMA_KV_CACHE_TYPE") or
+                                 cfg.get("kv_cache_type")).lower()
+        self.prompt_cache_bytes = parse_size(cfg.get("prompt_cache_size"))
+        self.prompt_cache_dir = settings.paths.cache_dir / "kvcache"
         self.budget = self._budget(str(cfg.get("memory_budget")))
         self.runners: dict[str, Runner] = {}
         self._load_locks: dict[str, asyncio.Lock] = {}
@@ -155,12 +169,25 @@ class EngineManager:
 
     def _load_options(self, manifest: Manifest, options: dict[str, Any],
                       embedding: bool) -> dict[str, Any]:
-        ctx = int(options.get("num_ctx") or self.default_ctx or 0)
+        if embedding and "embedding" in manifest.capabilities:
+            # An embedding model runs with the context it was trained for.
+            ctx = int(options.get("num_ctx") or 0)
+        else:
+            ctx = int(options.get("num_ctx") or self.default_ctx or 0)
+        parallel = 1 if embedding else int(
+            options.get("num_parallel") or manifest.parameters_override.get("num_parallel")
+            or self.default_parallel)
         return {
             "num_ctx": ctx,
             "num_gpu": int(options.get("num_gpu", self.default_gpu_layers)),
             "num_thread": int(options.get("num_thread") or self.default_threads or 0),
+            "num_parallel": parallel,
+            "flash_attention": self.flash_attention,
+            "kv_cache_type": self.kv_cache_type,
             "embedding": embedding,
+            "digest": manifest.digest,
+            "kv_cache_dir": str(self.prompt_cache_dir),
+            "kv_cache_bytes": 0 if embedding else self.prompt_cache_bytes,
         }
 
     async def _runner(self, model: str, options: dict[str, Any], *,
@@ -184,7 +211,12 @@ class EngineManager:
                 while runner.busy:  # let in-flight requests finish before reloading
                     await asyncio.sleep(0.05)
                 await self.unload(key)
-            need = estimate_memory(manifest, path, wanted["num_ctx"])
+            need = estimate_memory(manifest, path, wanted["num_ctx"], wanted["num_parallel"])
+            while need > self.budget and wanted["num_parallel"] > 1:
+                # Fewer slots before refusing: one request at a time still works.
+                wanted["num_parallel"] = max(1, wanted["num_parallel"] // 2)
+                need = estimate_memory(manifest, path, wanted["num_ctx"],
+                                       wanted["num_parallel"])
             await self._make_room(need, str(name))
             process = WorkerProcess(str(name), on_exit=self._on_worker_exit)
             info = await process.start(manifest.format, str(path), wanted)
@@ -402,6 +434,7 @@ class EngineManager:
                 "digest": runner.manifest.digest, "size": runner.memory,
                 "size_vram": runner.memory if info.get("gpu_offload") else 0,
                 "gpu_layers": info.get("gpu_layers", 0), "context_length": info.get("n_ctx"),
+                "slots": int(info.get("slots", 1)), "context_total": info.get("n_ctx_total"),
                 "expires_at": runner.expires_wall, "active": runner.active,
                 "waiting": runner.waiting, "manifest": runner.manifest,
             })

@@ -152,8 +152,9 @@ class WorkerProcess:
             if not self.dead:
                 await self._send({"op": "cancel", "id": req_id})
 
-    async def shutdown(self, grace: float = 3.0) -> None:
-        """The ladder: ask, wait; SIGTERM, wait; SIGKILL; then clean up."""
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """The ladder: ask, wait; SIGTERM, wait; SIGKILL; then clean up. The first wait is
+        long enough for a worker to write its prompt states to the disk cache."""
         self.stopping = True
         if self.proc is None or self.proc.returncode is not None:
             await self._cleanup()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,35 @@ def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
     raise BadModelFile(f"{cur.name} is malformed: unknown metadata type {vtype}")
 
 
+_UINT32 = 4
+
+
+def _alignment(name: str, metadata: dict[str, Any], types: dict[str, int]) -> int:
+    """general.alignment as llama.cpp reads it: a uint32 power of two (32 when absent)."""
+    if "general.alignment" not in metadata:
+        return 32
+    value = metadata["general.alignment"]
+    if types["general.alignment"] != _UINT32:
+        raise BadModelFile(f"{name} is malformed: general.alignment must be a uint32, got "
+                           f"{str(value)[:40]!r}")
+    if value <= 0 or value & (value - 1):
+        raise BadModelFile(f"{name} is malformed: general.alignment must be a power of two, "
+                           f"got {value}")
+    return int(value)
+
+
+#: Architectures whose files are parts of a model, never a model to run on their own.
+PROJECTORS = {"clip", "mmproj"}
+
+
+def check_runnable(name: str, info: GGUFInfo) -> None:
+    """Refuse a GGUF that is not a model on its own (a vision projector, for example)."""
+    if info.architecture in PROJECTORS or "clip.has_vision_encoder" in info.metadata \
+            or "clip.projector_type" in info.metadata:
+        raise BadModelFile(f"{name} is a vision projector, not a model",
+                           hint="it is attached to the model it belongs to, not run alone")
+
+
 def read_info(path: Path) -> GGUFInfo:
     """Parse a GGUF file's metadata and tensor table; truncation is an error, not a crash.
 
@@ -136,28 +166,44 @@ def read_info(path: Path) -> GGUFInfo:
             if n_tensors > 1_000_000 or n_kv > 1_000_000:
                 raise BadModelFile(f"{path.name} is malformed: implausible header counts")
             metadata: dict[str, Any] = {}
+            types: dict[str, int] = {}
             chat_template = None
             for _ in range(n_kv):
                 key = cur.string()
                 vtype = cur.unpack("I")
                 value = _value(cur, vtype)
+                if key in metadata:  # llama.cpp refuses these; so do we, at import
+                    raise BadModelFile(f"{path.name} is malformed: duplicate metadata key "
+                                       f"{key!r}")
                 metadata[key] = value
+                types[key] = vtype
                 if key == "tokenizer.chat_template" and isinstance(value, str):
                     chat_template = value
+            alignment = _alignment(path.name, metadata, types)
             params, end = 0, 0
             tensor_types: list[str] = []
             infos = []
+            names: set[str] = set()
             for _ in range(n_tensors):
-                cur.string()
+                tname = cur.string()
+                if tname in names:
+                    raise BadModelFile(f"{path.name} is malformed: duplicate tensor {tname!r}")
+                names.add(tname)
                 n_dims = cur.unpack("I")
                 if n_dims > 8:
                     raise BadModelFile(f"{path.name} is malformed: tensor with {n_dims} dims")
                 dims = [cur.unpack("Q") for _ in range(n_dims)]
+                if any(d >= 2**63 for d in dims) or math.prod(dims) >= 2**63:
+                    raise BadModelFile(f"{path.name} is malformed: tensor {tname[:60]!r} has "
+                                       f"impossible dimensions {dims}")
                 ttype, offset = cur.unpack("I"), cur.unpack("Q")
-                infos.append((dims, ttype, offset))
-            alignment = int(metadata.get("general.alignment", 32) or 32)
+                if offset % alignment:
+                    raise BadModelFile(f"{path.name} is malformed: tensor {tname[:60]!r} "
+                                       f"starts at offset {offset}, not a multiple of the "
+                                       f"alignment {alignment}")
+                infos.append((tname, dims, ttype, offset))
             data_start = (cur.pos + alignment - 1) // alignment * alignment
-            for dims, ttype, offset in infos:
+            for tname, dims, ttype, offset in infos:
                 count = 1
                 for d in dims:
                     count *= d
@@ -165,10 +211,15 @@ def read_info(path: Path) -> GGUFInfo:
                 try:
                     qtype = GGMLQuantizationType(ttype)
                     block, nbytes = GGML_QUANT_SIZES[qtype]
-                    tensor_types.append(qtype.name)
-                    end = max(end, data_start + offset + count // block * nbytes)
                 except (ValueError, KeyError):
-                    tensor_types.append(str(ttype))
+                    raise BadModelFile(f"{path.name} is malformed: tensor {tname[:60]!r} has "
+                                       f"unknown type {ttype}") from None
+                tensor_types.append(qtype.name)
+                if dims and dims[0] % block:
+                    raise BadModelFile(f"{path.name} is malformed: tensor {tname[:60]!r} rows "
+                                       f"of {dims[0]} do not fit {qtype.name} blocks of "
+                                       f"{block}")
+                end = max(end, data_start + offset + count // block * nbytes)
         finally:
             cur.buf = b""
     if end > size:

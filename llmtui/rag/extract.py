@@ -8,10 +8,12 @@ reason, never fatal: one bad file must not stop a folder from being ingested.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Kind = Literal["heading", "para", "code"]
 
@@ -62,7 +64,50 @@ def kind_of(path: Path) -> str | None:
         return "code"
     if suffix in TEXT:
         return "text"
+    ext = suffix.lstrip(".")
+    if ext and ext in plugin_readers():
+        return ext  # a reader plugin's kind is its extension (docx)
     return None
+
+
+_READERS: tuple[float, dict[str, Callable[..., Any]]] | None = None
+
+
+def plugin_readers() -> dict[str, Callable[..., Any]]:
+    """Readers from the llmtui.readers plugin group, by extension; looked up again every
+    few seconds, so a running daemon sees a plugin installed since (docs/plugins.md)."""
+    global _READERS
+    now = time.monotonic()
+    if _READERS is None or now - _READERS[0] > 5:
+        from llmtui import plugins
+
+        _READERS = (now, plugins.readers())
+    return _READERS[1]
+
+
+def plugin_blocks(kind: str, data: bytes, name: str) -> list[Block]:
+    """Blocks from a reader plugin: it returns Blocks or strings (paragraphs of text); a
+    failure skips the file with the reader's reason, like any unreadable file."""
+    reader = plugin_readers().get(kind)
+    if reader is None:
+        raise Skip(f"the reader for .{kind} files is no longer installed")
+    try:
+        parts = reader(data, name)
+    except Skip:
+        raise
+    except Exception as exc:
+        from llmtui.plugins import error_text
+
+        raise Skip(f"the .{kind} reader failed: {error_text(exc)}") from None
+    blocks: list[Block] = []
+    for part in parts or []:
+        if isinstance(part, Block):
+            blocks.append(part)
+        elif isinstance(part, str):
+            blocks.extend(text_blocks(part))
+        else:
+            raise Skip(f"the .{kind} reader returned {type(part).__name__}, not text")
+    return blocks
 
 
 def decode(data: bytes, name: str) -> tuple[str, str | None]:
@@ -93,6 +138,8 @@ def read_blocks(path: Path, kind: str, data: bytes) -> tuple[list[Block], list[s
     warnings: list[str] = []
     if kind == "pdf":
         blocks = pdf_blocks(data, warnings)
+    elif kind not in ("markdown", "html", "code", "text"):
+        blocks = plugin_blocks(kind, data, path.name)
     else:
         text, warning = decode(data, path.name)
         if warning:

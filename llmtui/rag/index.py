@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from llmtui.errors import CollectionNotFound, EmbeddingMismatch, InvalidInput, require
+from llmtui.paths import private_dir
 from llmtui.rag.chunk import Chunk
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -114,7 +115,7 @@ class Collections:
     def db(self) -> Any:
         if self._db is None:
             lancedb = require("lancedb", "rag", "RAG collections")
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_dir(self.root)
             self._db = lancedb.connect(str(self.root / "lancedb"))  # type: ignore[attr-defined]
         return self._db
 
@@ -162,7 +163,7 @@ class Collections:
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
         """One writer per collection, across processes (the daemon and `llm rag` alike)."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dir(self.root)
         fd = os.open(self.root / f".{check_name(name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

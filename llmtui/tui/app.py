@@ -11,192 +11,51 @@ import contextlib
 import re
 import time
 import tomllib
-from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
-from textual.events import Key
 from textual.message import Message as UIMessage
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label, ListItem, ListView, Markdown, Static, TextArea
+from textual.widgets import Footer
 
 from llmtui.errors import LlmtuiError
 from llmtui.history import Conversation, History, Message, title_from
+from llmtui.tui.commands import ChatCommands
 from llmtui.tui.screens import (
     Confirm,
     ErrorModal,
     FilePicker,
     HelpScreen,
-    MessagesScroll,
     ModelManager,
     ModelPicker,
     Prompt,
     SettingsScreen,
 )
 from llmtui.tui.voice import ChatVoice
+from llmtui.tui.widgets import (
+    AttachmentBar,
+    ChatLog,
+    MessageView,
+    PromptArea,
+    Sidebar,
+    StatusBar,
+    code_blocks,
+)
 
 MAX_ATTACHMENT = 2 * 1024 * 1024  # bytes of text per attached file
 SAVE_EVERY = 0.5  # seconds between saves of a streaming reply
 
-CSS = """
-Screen { layout: vertical; }
-#body { height: 1fr; }
-#sidebar { width: 30; border-right: solid $panel; }
-#sidebar.hidden { display: none; }
-#search { margin: 0 0 1 0; }
-#conversations { height: 1fr; }
-#main { width: 1fr; }
-#messages { height: 1fr; padding: 0 1; }
-.message { height: auto; margin: 0 0 1 0; }
-.message .who { color: $text-muted; text-style: bold; }
-.message.user .who { color: $accent; }
-.message.assistant .who { color: $primary; }
-.message .stats { color: $text-muted; }
-.message.partial .stats { color: $warning; }
-.message Markdown { margin: 0; padding: 0; }
-#attachments { height: auto; color: $accent; padding: 0 1; }
-#attachments.empty { display: none; }
-#prompt { height: 5; border: round $primary; }
-#status { height: 1; background: $panel; color: $text; padding: 0 1; }
-.dialog { width: 60; height: auto; max-height: 90%; padding: 1 2; border: thick $primary;
-          background: $surface; }
-.dialog.wide { width: 90%; max-width: 110; }
-.dialog.tall { height: 80%; }
-.dialog.error { border: thick $error; }
-.dialog .question { text-style: bold; margin-bottom: 1; }
-.dialog .buttons { height: auto; margin-top: 1; }
-.dialog .buttons Button { margin-right: 2; }
-.dialog .field { height: 3; }
-.dialog #system { height: 6; }
-.dialog OptionList { height: auto; max-height: 20; }
-.hint { color: $text-muted; }
-ModalScreen { align: center middle; }
-#machine { height: auto; padding: 0 1; background: $panel; }
-#pullbar { height: 1; padding: 0 1; }
-"""
-
-
-class PromptArea(TextArea):
-    """Multi-line input: Enter sends; the newline keys (configurable) add a line."""
-
-    def __init__(self, newline_keys: Iterable[str], **kw: Any) -> None:
-        super().__init__(**kw)
-        self.newline_keys = set(newline_keys)
-
-    async def _on_key(self, event: Key) -> None:
-        if event.key == "enter":
-            event.prevent_default()
-            event.stop()
-            await self.app.run_action("send")
-            return
-        if event.key in self.newline_keys:
-            event.prevent_default()
-            event.stop()
-            self.insert("\n")
-            return
-        await super()._on_key(event)
-
-
-class MessageView(Vertical):
-    """One message: who said it, the Markdown text, and for replies the stats."""
-
-    def __init__(self, message: Message, live: bool = False) -> None:
-        classes = f"message {message.role}" + (" partial" if message.partial and not live
-                                                else "")
-        super().__init__(classes=classes)
-        self.message = message
-        self.live = live  # being written now: not (yet) cut off
-
-    def who(self) -> str:
-        m = self.message
-        who = {"user": "You", "assistant": "Assistant"}.get(m.role, m.role.title())
-        if m.role == "assistant" and m.model:
-            who += f" · {m.model}"
-        if self.live:
-            who += " · writing…"
-        elif m.partial:
-            who += " · cut off"
-        return who
-
-    def compose(self) -> ComposeResult:
-        yield Label(self.who(), classes="who")
-        yield Markdown(self.message.content, classes="body")
-        for att in self.message.attachments:
-            yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
-        if self.message.role == "assistant":
-            yield Label(stats_line(self.message, self.live), classes="stats")
-
-    def refresh_stats(self) -> None:
-        self.live = False
-        self.set_class(self.message.partial, "partial")
-        self.query_one(".who", Label).update(self.who())
-        self.query(".stats").last(Label).update(stats_line(self.message))
-
-
-def stats_line(m: Message, live: bool = False) -> str:
-    s = m.stats
-    if live:
-        return ""
-    if m.partial:
-        return "⚠ cut off: the reply was interrupted before it finished"
-    if s.get("stopped"):
-        return f"■ stopped after {s.get('words', 0)} words"
-    if s.get("error"):
-        return f"✗ {s['error']}"
-    if not s:
-        return ""
-    tokens = int(s.get("eval_count") or 0)
-    secs = (s.get("eval_duration") or 0) / 1e9
-    tps = tokens / secs if secs > 0 else 0.0
-    ttft = (s.get("first_token_duration") or 0) / 1e6
-    return f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
-
-
-def code_blocks(text: str) -> list[str]:
-    return [m.group(1) for m in re.finditer(r"```[^\n]*\n(.*?)```", text, re.S)]
-
-
-class ChatCommands(Provider):
-    """The command palette: every action, every theme, every installed model."""
-
-    def _commands(self) -> list[tuple[str, Any, str]]:
-        app: ChatApp = self.app  # type: ignore[assignment]
-        out: list[tuple[str, Any, str]] = [
-            (desc, partial(app.run_action, action), f"key: {key}")
-            for action, desc, key, _ in app.binding_rows()]
-        for theme in sorted(app.available_themes):
-            out.append((f"Theme: {theme}", partial(app.set_theme, theme),
-                        "switch theme (remembered)"))
-        for name in app.model_names:
-            out.append((f"Use model: {name}", partial(app.use_model, name),
-                        "switch this conversation's model"))
-        out.append(("Export conversation as JSON", partial(app.run_action, "export('json')"),
-                    "write a .json file to the current folder"))
-        out.append(("Import conversation from JSON", partial(app.run_action, "import_json"),
-                    "read an exported .json file"))
-        return out
-
-    async def discover(self) -> Hits:
-        for text, cb, help_ in self._commands():
-            yield DiscoveryHit(text, cb, help=help_)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for text, cb, help_ in self._commands():
-            score = matcher.match(text)
-            if score > 0:
-                yield Hit(score, matcher.highlight(text), cb, help=help_)
-
 
 class ChatApp(App[None]):
-    CSS = CSS
+    """The chat: it owns the state (conversation, pending files, daemon) and the actions;
+    the widgets in llmtui/tui/widgets show it, the screens in llmtui/tui/screens ask."""
+
+    CSS_PATH = "app.tcss"
     TITLE = "llmtui"
     COMMANDS = {ChatCommands}
     ENABLE_COMMAND_PALETTE = True
@@ -270,7 +129,8 @@ class ChatApp(App[None]):
         self.daemon_state = "starting"
         self.context_length: int | None = None
         self.last_usage = 0
-        self.generating = False
+        self.generating = False  # a reply is being written (its message exists)
+        self.sending = False  # Enter was pressed; the reply has not begun yet
         self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
         self.voice = ChatVoice(settings)
         self._load_themes()
@@ -296,14 +156,12 @@ class ChatApp(App[None]):
     def compose(self) -> ComposeResult:
         newline = ["shift+enter", "ctrl+j", "alt+enter"]
         with Horizontal(id="body"):
-            with Vertical(id="sidebar"):
-                yield Input(placeholder="search chats (Ctrl+F)", id="search")
-                yield ListView(id="conversations")
+            yield Sidebar(id="sidebar")
             with Vertical(id="main"):
-                yield MessagesScroll(id="messages")
-                yield Static("", id="attachments", classes="empty")
+                yield ChatLog(id="messages")
+                yield AttachmentBar("", id="attachments", classes="empty")
                 yield PromptArea(newline, id="prompt", soft_wrap=True, show_line_numbers=False)
-        yield Static("", id="status")
+        yield StatusBar("", id="status")
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -384,18 +242,14 @@ class ChatApp(App[None]):
 
     def update_status(self) -> None:
         model = self.conv.model if self.conv else self.default_model
-        mark = "●" if model in self.loaded else "○"
         ctx = self.context_length or (self.conv.options.get("num_ctx") if self.conv else None) \
             or self.defaults.get("num_ctx")
-        used = f"{self.last_usage}/{ctx}" if ctx else f"{self.last_usage}"
-        state = "generating…" if self.generating else self.daemon_state
-        rag = self.rag.get(self.conv.id if self.conv else "")
-        text = (f"{mark} {model} │ context {used} tokens │ "
-                + (f"rag {rag} │ " if rag else "")
-                + ("read aloud │ " if self.voice.read_aloud else "")
-                + f"daemon {state} │ F1 help · Ctrl+P commands")
-        with contextlib.suppress(NoMatches):  # a worker finishing during shutdown
-            self.main.query_one("#status", Static).update(text)
+        with contextlib.suppress(NoMatches, ScreenStackError):  # a worker ends at shutdown
+            self.main.query_one(StatusBar).show(
+                model=model, loaded=model in self.loaded, used=self.last_usage, context=ctx,
+                state="generating…" if self.generating else self.daemon_state,
+                rag=self.rag.get(self.conv.id if self.conv else ""),
+                read_aloud=self.voice.read_aloud)
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorModal(title, message))
@@ -431,46 +285,24 @@ class ChatApp(App[None]):
         await self.refresh_sidebar()
 
     async def render_conversation(self) -> None:
-        scroll = self.main.query_one("#messages", MessagesScroll)
-        await scroll.remove_children()
-        if self.conv:
-            await scroll.mount_all([MessageView(m) for m in self.conv.messages
-                                    if m.role != "system"])
-            if not self.conv.messages:
-                await scroll.mount(Static(
-                    f"New chat with {self.conv.model}. Type below; Enter sends, Shift+Enter "
-                    "or Ctrl+J adds a line. F1 lists every key.", classes="hint"))
-        scroll.call_after_refresh(scroll.scroll_end, animate=False)
+        await self.main.query_one(ChatLog).show(self.conv)
         self.update_status()
 
     async def refresh_sidebar(self, search: str | None = None) -> None:
-        lv = self.main.query_one("#conversations", ListView)
-        await lv.clear()
-        items = self.history.list(search or None)
-        for c in items:
-            item = ListItem(Label(c.title), name=c.id)
-            await lv.append(item)
-        if self.conv and self.conv.id:
-            for i, c in enumerate(items):
-                if c.id == self.conv.id:
-                    lv.index = i
+        await self.main.query_one(Sidebar).show(self.history.list(search or None),
+                                                self.conv.id if self.conv else None)
 
-    @on(ListView.Selected, "#conversations")
-    async def conversation_chosen(self, event: ListView.Selected) -> None:
+    @on(Sidebar.Chosen)
+    async def conversation_chosen(self, event: Sidebar.Chosen) -> None:
         if self.generating:
             self.notify("stop the reply first (Esc)", severity="warning")
             return
-        if event.item.name:
-            await self.load_conversation(event.item.name)
-            self.main.query_one("#prompt").focus()
+        await self.load_conversation(event.conv_id)
+        self.main.query_one("#prompt").focus()
 
-    @on(Input.Changed, "#search")
-    async def search_changed(self, event: Input.Changed) -> None:
-        await self.refresh_sidebar(event.value.strip())
-
-    @on(Input.Submitted, "#search")
-    def search_done(self) -> None:
-        self.main.query_one("#conversations").focus()
+    @on(Sidebar.Searched)
+    async def search_changed(self, event: Sidebar.Searched) -> None:
+        await self.refresh_sidebar(event.text)
 
     # -- sending and streaming -----------------------------------------------------------
 
@@ -479,13 +311,14 @@ class ChatApp(App[None]):
         text = area.text.strip()
         if not text and not self.pending:
             return
-        if self.generating:
+        if self.generating or self.sending:
             self.notify("a reply is still being written (Esc stops it)", severity="warning")
             return
         area.clear()
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
             return
+        self.sending = True  # now, not when the worker starts: a second Enter must wait
         self.send(text)
 
     @work(group="rag")
@@ -526,16 +359,12 @@ class ChatApp(App[None]):
         self._show_attachments()
         self.history.add(conv.id, user)
         conv.messages.append(user)
-        await self.refresh_sidebar()
-        await self._mount(MessageView(user))
-        await self.reply()
-
-    async def _mount(self, view: MessageView) -> None:
-        scroll = self.main.query_one("#messages", MessagesScroll)
-        for hint in scroll.query(".hint"):
-            await hint.remove()
-        await scroll.mount(view)
-        scroll.scroll_end(animate=False)
+        try:
+            await self.refresh_sidebar()
+            await self.main.query_one(ChatLog).add(MessageView(user))
+            await self.reply()
+        finally:
+            self.sending = False
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
@@ -563,14 +392,12 @@ class ChatApp(App[None]):
         assert conv is not None and conv.id
         request = self._request_messages()
         msg = Message(role="assistant", content="", model=conv.model, partial=True)
+        self.generating = True  # before the first await: the reply exists from here on
         self.history.add(conv.id, msg)
         conv.messages.append(msg)
         view = MessageView(msg, live=True)
-        await self._mount(view)
-        body = view.query_one(Markdown)
-        stream = Markdown.get_stream(body)
-        scroll = self.main.query_one("#messages", MessagesScroll)
-        self.generating = True
+        log = self.main.query_one(ChatLog)
+        await log.add(view)
         self.update_status()
         self._voice_reply_started()
         last_save = time.monotonic()
@@ -591,9 +418,8 @@ class ChatApp(App[None]):
                 if piece:
                     msg.content += piece
                     self.voice.feed(piece)
-                    await stream.write(piece)
-                    if scroll.max_scroll_y - scroll.scroll_y < 3:
-                        scroll.scroll_end(animate=False)
+                    await view.write(piece)
+                    log.follow()
                 if time.monotonic() - last_save > SAVE_EVERY:
                     self.history.save(msg)
                     last_save = time.monotonic()
@@ -604,7 +430,7 @@ class ChatApp(App[None]):
                 footer = "\n\n**Sources:** " + " · ".join(
                     f"[{i}] `{c['citation']}`" for i, c in enumerate(chunks, 1))
                 msg.content += footer
-                await stream.write(footer)
+                await view.write(footer)
             msg.partial = False
             self.voice.reply_ended()
             self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
@@ -618,9 +444,8 @@ class ChatApp(App[None]):
             msg.stats = {"error": str(exc).splitlines()[0][:200]}
             self._explain(exc)
         finally:
-            await stream.stop()
+            await view.finish()
             self.history.save(msg)
-            view.refresh_stats()
             self.generating = False
             self.update_status()
             if self.context_length is None:
@@ -793,10 +618,7 @@ class ChatApp(App[None]):
         self.main.query_one("#prompt").focus()
 
     def _show_attachments(self) -> None:
-        widget = self.main.query_one("#attachments", Static)
-        names = ", ".join(f"📎 {a['name']} ({len(a['text'])} chars)" for a in self.pending)
-        widget.update(f"attached: {names}" if names else "")
-        widget.set_class(not names, "empty")
+        self.main.query_one(AttachmentBar).show(self.pending)
 
     # -- models and settings -------------------------------------------------------------
 
@@ -885,9 +707,7 @@ class ChatApp(App[None]):
         self.push_screen(Confirm(f"Delete '{conv.title}'? This cannot be undone."), done)
 
     def action_search(self) -> None:
-        sidebar = self.main.query_one("#sidebar")
-        sidebar.remove_class("hidden")
-        self.main.query_one("#search", Input).focus()
+        self.main.query_one(Sidebar).focus_search()
 
     def action_toggle_sidebar(self) -> None:
         self.main.query_one("#sidebar").toggle_class("hidden")

@@ -33,7 +33,7 @@ def sec_home(tmp_path_factory: pytest.TempPathFactory, smollm: Path) -> Path:
     import_models(home, smollm)
     configure(home, cors_origins="https://app.example", allowed_hosts="llm.internal",
               max_body="64KB", max_messages=50, max_prompt_chars=20000, max_predict=1000,
-              request_timeout="2s", max_queue=1)
+              request_timeout="2s", max_queue=1, num_parallel=1)
     return home
 
 
@@ -237,13 +237,13 @@ def test_slow_client_times_out(guarded: TcpDaemon) -> None:
 
 def test_full_queue_answers_503_with_retry_after(guarded: TcpDaemon) -> None:
     body = {"model": SMOL, "prompt": "1, 2, 3,", "raw": True,
-            "options": {"num_predict": 300, "temperature": 0, "repeat_penalty": 1.0}}
+            "options": {"num_predict": 200, "temperature": 0, "repeat_penalty": 1.0}}
     statuses: list[int] = []
     retry: list[str] = []
 
     def one() -> None:
         r = httpx.post(guarded.url + "/api/generate", json={**body, "stream": False},
-                       headers=auth(), timeout=120)
+                       headers=auth(), timeout=240)
         statuses.append(r.status_code)
         if r.status_code == 503:
             retry.append(r.headers.get("retry-after", ""))
@@ -254,7 +254,7 @@ def test_full_queue_answers_503_with_retry_after(guarded: TcpDaemon) -> None:
         t.start()
         time.sleep(0.15)
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=240)
     assert 503 in statuses and 200 in statuses, statuses
     assert retry and all(v.isdigit() for v in retry)
     assert httpx.get(guarded.url + "/api/version", headers=auth()).status_code == 200

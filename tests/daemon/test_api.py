@@ -186,7 +186,8 @@ def test_client_disconnect_frees_model(client: Any) -> None:
 
 
 def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
-    """max_queue=1: while one request runs and one waits, a third is refused with 503."""
+    """max_queue=1 with one slot: while one request runs and one waits, a third is refused
+    with 503."""
     import threading
 
     from llmtui.config import Settings
@@ -196,7 +197,7 @@ def test_bounded_queue_answers_busy(warm_home, monkeypatch) -> None:
     home = warm_home.parent / "queue-home"
     cfg = home / "config" / "config.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    cfg.write_text("max_queue = 1\n")
+    cfg.write_text("max_queue = 1\nnum_parallel = 1\n")
     store_src = warm_home / "data"
     (home / "data").mkdir(parents=True, exist_ok=True)
     import shutil

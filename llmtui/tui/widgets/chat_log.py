@@ -1,0 +1,36 @@
+"""The transcript: a scrolling column of messages that follows new text."""
+
+from __future__ import annotations
+
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from llmtui.history import Conversation
+from llmtui.tui.widgets.message import MessageView
+
+
+class ChatLog(VerticalScroll):
+    """The transcript; it follows new text unless the user scrolled up."""
+
+    async def show(self, conv: Conversation | None) -> None:
+        """Show a whole conversation (or a hint for a new one), scrolled to the end."""
+        await self.remove_children()
+        if conv:
+            await self.mount_all([MessageView(m) for m in conv.messages if m.role != "system"])
+            if not conv.messages:
+                await self.mount(Static(
+                    f"New chat with {conv.model}. Type below; Enter sends, Shift+Enter "
+                    "or Ctrl+J adds a line. F1 lists every key.", classes="hint"))
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+    async def add(self, view: MessageView) -> None:
+        """Append a message (the new-chat hint goes) and scroll to it."""
+        for hint in self.query(".hint"):
+            await hint.remove()
+        await self.mount(view)
+        self.scroll_end(animate=False)
+
+    def follow(self) -> None:
+        """Keep up with streaming text unless the user has scrolled away from the end."""
+        if self.max_scroll_y - self.scroll_y < 3:
+            self.scroll_end(animate=False)

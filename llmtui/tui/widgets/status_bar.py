@@ -1,0 +1,19 @@
+"""The one-line status bar: model, context use, RAG collection and the daemon's state."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+
+class StatusBar(Static):
+    """`● model │ context used/ctx tokens │ rag NAME │ read aloud │ daemon state │ F1 help ·
+    Ctrl+P`."""
+
+    def show(self, *, model: str, loaded: bool, used: int, context: int | None, state: str,
+             rag: str | None = None, read_aloud: bool = False) -> None:
+        mark = "●" if loaded else "○"
+        tokens = f"{used}/{context}" if context else f"{used}"
+        self.update(f"{mark} {model} │ context {tokens} tokens │ "
+                    + (f"rag {rag} │ " if rag else "")
+                    + ("read aloud │ " if read_aloud else "")
+                    + f"daemon {state} │ F1 help · Ctrl+P commands")
