@@ -78,6 +78,7 @@ bench-tools: $(STAMP)
 bench: setup models bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
+	$(BIN)/python bench/speculative.py --tools $(TOOLS_DIR)
 
 # The man page, from the command tree (a test says when it is out of date).
 man: $(STAMP)

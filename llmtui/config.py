@@ -198,6 +198,9 @@ KEYS: dict[str, Key] = {
             "context; fewer when memory is short; LLMTUI_NUM_PARALLEL / OLLAMA_NUM_PARALLEL)"),
         Key("flash_attention", _choice("auto", "on", "off"), "auto",
             "llama.cpp flash attention (auto: where the device supports it)"),
+        Key("draft", _text, "lookup",
+            "speculative decoding: lookup (guesses copied from the prompt and the reply), none, "
+            "or a small model with the same vocabulary"),
         Key("kv_cache_type", _choice("auto", "f16", "bf16", "q8_0", "q4_0"), "auto",
             "KV cache precision (auto: keys f16, values bf16, so a sequence's numbers never "
             "depend on batching; q8_0/q4_0 save memory; OLLAMA_KV_CACHE_TYPE overrides)"),

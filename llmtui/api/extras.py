@@ -239,6 +239,16 @@ class Extras:
                [("", m.completion_tokens)])
         metric("llmtui_completion_seconds_total", "counter", "Time spent generating tokens.",
                [("", round(m.completion_seconds, 6))])
+        metric("llmtui_draft_tokens_total", "counter",
+               "Speculative guesses evaluated (prompt lookup or a draft model).",
+               [("", m.draft_tokens)])
+        metric("llmtui_draft_accepted_total", "counter", "Speculative guesses the model kept.",
+               [("", m.draft_accepted)])
+        metric("llmtui_draft_acceptance_ratio", "gauge", "Kept guesses / evaluated guesses.",
+               [("", m.draft_accepted / m.draft_tokens if m.draft_tokens else 0.0)])
+        metric("llmtui_prompt_cached_tokens_total", "counter",
+               "Prompt tokens reused from a cache instead of evaluated.",
+               [("", m.cached_tokens)])
         rate = m.completion_tokens / m.completion_seconds if m.completion_seconds else 0.0
         metric("llmtui_tokens_per_second", "gauge",
                "Generated tokens per second over the daemon's life.", [("", round(rate, 3))])

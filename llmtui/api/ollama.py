@@ -66,6 +66,10 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
     if stats.get("cached_tokens"):
         # Ollama's field: prompt tokens read from the cache (prompt_eval_count counts all).
         out["prompt_eval_cached_count"] = int(stats["cached_tokens"])
+    if stats.get("draft_tokens"):
+        # ours: speculative decoding's guesses, and how many the model kept
+        out["draft_count"] = int(stats["draft_tokens"])
+        out["draft_accepted_count"] = int(stats.get("draft_accepted") or 0)
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
     return out

@@ -49,6 +49,11 @@ def check_options(options: Any) -> dict[str, Any]:
                     or len(stops) > 16 or any(len(s) > 256 for s in stops):
                 raise InvalidInput("option 'stop' must be up to 16 strings")
             out[key] = [s for s in stops if s]
+        elif key == "draft":
+            # speculative decoding: "lookup", "none", or a draft model's name
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise InvalidInput("option 'draft' must be \"lookup\", \"none\" or a model name")
+            out[key] = value.strip()
         elif key in _NUMERIC:
             kind, lo, hi = _NUMERIC[key]
             if isinstance(value, bool) or not isinstance(value, int | float):

@@ -55,6 +55,8 @@ class GenStats:
     context: list[int] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens reused from the cache, not evaluated
     restored_tokens: int = 0  # of which restored from the disk cache
+    draft_tokens: int = 0  # speculative guesses evaluated
+    draft_accepted: int = 0  # of which the model kept
     prompt_eval_tokens: int | None = None  # prompt tokens evaluated (None: all of them)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class GenStats:
             "prompt_tokens": self.prompt_tokens, "prompt_seconds": self.prompt_seconds,
             "prompt_eval_tokens": evaluated, "cached_tokens": self.cached_tokens,
             "restored_tokens": self.restored_tokens,
+            "draft_tokens": self.draft_tokens, "draft_accepted": self.draft_accepted,
             "completion_tokens": self.completion_tokens,
             "completion_seconds": self.completion_seconds,
             "first_token_seconds": self.first_token_seconds, "done_reason": self.done_reason,

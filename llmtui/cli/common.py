@@ -163,6 +163,9 @@ def stats_of(final: dict[str, Any]) -> dict[str, Any]:
         "time_to_first_token": (final.get("first_token_duration") or 0) / 1e9,
         "done_reason": final.get("done_reason"),
         "truncated_tokens": final.get("truncated_tokens", 0),
+        "prompt_eval_cached_count": final.get("prompt_eval_cached_count", 0),
+        "draft_count": final.get("draft_count", 0),
+        "draft_accepted_count": final.get("draft_accepted_count", 0),
     }
 
 
@@ -172,9 +175,15 @@ def emit_result(opts: GenOptions, text: str, final: dict[str, Any]) -> None:
                           ensure_ascii=False) + "\n")
     if opts.verbose:
         s = stats_of(final)
+        cached = f" ({s['prompt_eval_cached_count']} cached)" \
+            if s["prompt_eval_cached_count"] else ""
+        drafts = ""
+        if s["draft_count"]:
+            drafts = (f" · drafts {s['draft_accepted_count']}/{s['draft_count']} kept "
+                      f"({100 * s['draft_accepted_count'] / s['draft_count']:.0f}%)")
         info(f"load {(s['load_duration'] or 0) / 1e9:.2f}s · prompt {s['prompt_eval_count']} "
-             f"tokens · {s['eval_count']} tokens at {s['tokens_per_second'] or 0:.1f}/s · "
-             f"first token {s['time_to_first_token'] * 1000:.0f} ms")
+             f"tokens{cached} · {s['eval_count']} tokens at {s['tokens_per_second'] or 0:.1f}/s"
+             f" · first token {s['time_to_first_token'] * 1000:.0f} ms{drafts}")
 
 
 def run_one(opts: GenOptions, prompt: str | None = None,

@@ -35,6 +35,8 @@ def run(
     max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
     ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="e.g. 10m, 0, -1."),
+    draft: str | None = typer.Option(
+        None, "--draft", help="Speculative decoding: lookup, none, or a draft model's name."),
 ) -> None:
     """Run a prompt (one-shot with a prompt or stdin) or an interactive session."""
     words = list(args or [])
@@ -42,6 +44,10 @@ def run(
         model = model_word(words)
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)
+    if draft is not None:
+        from llmtui.api.validate import check_options
+
+        opts.options.update(check_options({"draft": draft}))
     if keep_alive is not None:
         from llmtui.engine.manager import parse_keep_alive
 

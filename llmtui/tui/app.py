@@ -129,6 +129,7 @@ class ChatApp(App[None]):
         self.daemon_state = "starting"
         self.context_length: int | None = None
         self.last_usage = 0
+        self.last_drafts: tuple[int, int] | None = None  # guesses, kept (last reply)
         self.generating = False  # a reply is being written (its message exists)
         self.sending = False  # Enter was pressed; the reply has not begun yet
         self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
@@ -248,7 +249,7 @@ class ChatApp(App[None]):
             self.main.query_one(StatusBar).show(
                 model=model, loaded=model in self.loaded, used=self.last_usage, context=ctx,
                 state="generating…" if self.generating else self.daemon_state,
-                rag=self.rag.get(self.conv.id if self.conv else ""),
+                rag=self.rag.get(self.conv.id if self.conv else ""), drafts=self.last_drafts,
                 read_aloud=self.voice.read_aloud)
 
     def show_error(self, title: str, message: str) -> None:
@@ -435,6 +436,8 @@ class ChatApp(App[None]):
             self.voice.reply_ended()
             self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
                 msg.stats.get("eval_count") or 0)
+            self.last_drafts = (int(msg.stats.get("draft_count") or 0),
+                                int(msg.stats.get("draft_accepted_count") or 0))
         except asyncio.CancelledError:
             msg.partial = False
             msg.stats = {"stopped": True, "words": len(msg.content.split())}

@@ -83,4 +83,8 @@ def stats_line(m: Message, live: bool = False) -> str:
     secs = (s.get("eval_duration") or 0) / 1e9
     tps = tokens / secs if secs > 0 else 0.0
     ttft = (s.get("first_token_duration") or 0) / 1e6
-    return f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
+    line = f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
+    drafted = int(s.get("draft_count") or 0)
+    if drafted:
+        line += f" · drafts {100 * int(s.get('draft_accepted_count') or 0) / drafted:.0f}% kept"
+    return line
