@@ -167,6 +167,52 @@ BODIES: dict[str, dict[str, Any]] = {
         text=_obj([], format=_obj(["type"], type={"enum": ["text", "json_object"]}))),
 }
 
+# -- speech (llmtui/api/audio.py) -------------------------------------------------------------
+_LANG = {"type": "string", "pattern": r"^[A-Za-z]{2,3}$"}
+_VOICE = {"anyOf": [{"enum": ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
+                              "onyx", "sage", "shimmer", "verse"]}, _MODEL]}
+_STT_FIELDS: dict[str, Any] = {
+    "file": {"type": "string", "format": "binary"}, "model": _MODEL,
+    "prompt": {"type": "string", "maxLength": 2000},
+    "response_format": {"enum": ["json", "text", "srt", "vtt", "verbose_json"]},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+    "timestamp_granularities[]": {"type": "array", "items": {"enum": ["word", "segment"]}},
+    "stream": _BOOLEAN}
+#: Multipart bodies (OpenAI's uploads), by path.
+MULTIPART: dict[str, dict[str, Any]] = {
+    "/v1/audio/transcriptions": _obj(["file"], language=_LANG, **_STT_FIELDS),
+    "/v1/audio/translations": _obj(["file"], **_STT_FIELDS),
+}
+BODIES.update({
+    "/v1/audio/speech": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
+                             response_format={"enum": ["mp3", "wav", "pcm", "flac", "opus",
+                                                       "aac"]},
+                             speed={"type": "number", "minimum": 0.25, "maximum": 4},
+                             stream_format={"enum": ["audio", "sse"]}),
+    "/api/x/speak": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
+                         rate={"type": "number", "minimum": 0.25, "maximum": 4},
+                         speaker={"type": "integer", "minimum": 0, "maximum": 10000},
+                         keep_alive=_KEEP),
+    "/api/x/transcribe": _obj(["audio"], audio={
+        "type": "string", "pattern": r"^([A-Za-z0-9+/]{4})+$",
+        "description": "the audio file, base64 (or send it raw as the body, options in "
+                       "the query string; or \"path\" on the Unix socket)"},
+        model=_MODEL, language=_LANG, translate=_BOOLEAN, word_timestamps=_BOOLEAN,
+        vad=_BOOLEAN, beam_size={"type": "integer", "minimum": 1, "maximum": 10},
+        stream=_BOOLEAN, keep_alive=_KEEP),
+})
+#: What a 200 carries, for paths whose answer is not JSON (or not only).
+CONTENT: dict[str, list[str]] = {
+    "/v1/audio/transcriptions": ["application/json", "text/plain", "text/vtt",
+                                 "text/event-stream"],
+    "/v1/audio/translations": ["application/json", "text/plain", "text/vtt",
+                               "text/event-stream"],
+    "/v1/audio/speech": ["audio/mpeg", "audio/wav", "audio/pcm", "audio/flac", "audio/ogg",
+                         "audio/aac", "text/event-stream"],
+    "/api/x/transcribe": ["application/json", "application/x-ndjson"],
+    "/api/x/speak": ["application/x-ndjson"],
+}
+
 STREAMING = {"/api/generate", "/api/chat", "/api/pull", "/api/create",
              "/api/x/rag/{name}/add", "/api/x/rag/{name}/query"}
 SSE = {"/v1/chat/completions", "/v1/completions"}
@@ -203,6 +249,9 @@ def _responses(path: str, method: str) -> dict[str, Any]:
     elif path == "/api/x/graphql":
         ok = {"description": "A GraphQL result (GET without a query: the GraphiQL page)",
               "content": {**_json(), "text/html": {}}}
+    elif path in CONTENT:
+        ok = {"description": "OK", "content": {
+            t: {"schema": {}} if t == "application/json" else {} for t in CONTENT[path]}}
     else:
         content = _json()
         if path in STREAMING:
@@ -279,6 +328,12 @@ def build(routes: list[BaseRoute], predict: int | None = None) -> dict[str, Any]
                 body = BODIES[path] if predict is None else _with_limits(BODIES[path], predict)
                 op["requestBody"] = {"required": True, "content": {
                     "application/json": {"schema": body}}}
+                if path == "/api/x/transcribe":  # or the audio itself as the body
+                    op["requestBody"]["content"]["application/octet-stream"] = {
+                        "schema": {"type": "string", "format": "binary"}}
+            if path in MULTIPART and method == "POST":
+                op["requestBody"] = {"required": True, "content": {
+                    "multipart/form-data": {"schema": MULTIPART[path]}}}
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -96,6 +96,34 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class NoTextOps:
+    """For backends of models that are not language models (speech, voices): the text
+    operations fail with one line saying what the model does instead."""
+
+    #: (what the model is, where to use it instead)
+    not_text: tuple[str, str] = ("this model does not work on text", "")
+
+    def _refuse(self) -> LlmtuiError:
+        from llmtui.errors import InvalidInput
+
+        what, use = self.not_text
+        return InvalidInput(what, hint=use or None)
+
+    def generate(self, request: dict[str, Any], emit: Emit,
+                 cancelled: threading.Event) -> GenStats:
+        raise self._refuse()
+
+    def chat(self, request: dict[str, Any], emit: Emit,
+             cancelled: threading.Event) -> GenStats:
+        raise self._refuse()
+
+    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
+        raise self._refuse()
+
+    def tokenize(self, text: str) -> list[int]:
+        raise self._refuse()
+
+
 class UnsupportedFormat(LlmtuiError):
     http_status = 400
 

@@ -27,6 +27,7 @@ from llmtui.cli import (
     rag_cmd,
     runtime_cmd,
     vision_cmd,
+    voice_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -52,6 +53,7 @@ logs_cmd.register(app)
 plugins_cmd.register(app)
 formats_cmd.register(app)
 vision_cmd.register(app)
+voice_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

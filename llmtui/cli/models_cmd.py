@@ -36,17 +36,21 @@ def pull(
 
 
 def import_(
-    path: Path = typer.Argument(..., help="A GGUF file, or an ONNX / OpenVINO model folder."),
+    path: Path = typer.Argument(..., help="A GGUF file, an ONNX / OpenVINO model folder, a "
+                                "Piper voice (.onnx with its .onnx.json) or a faster-whisper "
+                                "(CTranslate2) folder."),
     name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
     link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
     mmproj: Path | None = typer.Option(None, "--mmproj", help="The vision projector "
                                        "(mmproj GGUF) that goes with the model."),
 ) -> None:
-    """Add a local GGUF file (copied, or linked with --link) or model folder to the store."""
+    """Add a local model to the store (copied, or linked with --link)."""
     from llmtui.cli.progress import PullProgress
-    from llmtui.models.pull import import_file
+    from llmtui.models.pull import import_file, speech_files
 
-    if path.is_dir():
+    # A speech model (Whisper folder, Piper voice) is read by import_file; other folders
+    # are ONNX / OpenVINO models.
+    if path.is_dir() and speech_files(path.expanduser()) is None:
         from llmtui.errors import InvalidInput
         from llmtui.models.folders import add_folder
 

@@ -7,7 +7,8 @@ Both speak the daemon's Ollama API over its Unix socket (started on demand) or o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "busy": errors.BusyError, "usage": errors.UsageError,
     "collection_not_found": errors.CollectionNotFound,
     "embedding_mismatch": errors.EmbeddingMismatch, "missing_extra": _MissingExtra,
+    "no_audio_device": errors.NoAudioDevice,
 }
 
 
@@ -59,6 +61,12 @@ def _decode(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return {"error": resp.text[:300] or f"HTTP {resp.status_code}"}
+
+
+def _file_chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def _lost(exc: Exception) -> errors.DaemonUnavailable:
@@ -222,11 +230,16 @@ class Client(_Base):
             raise_for_error(_decode(resp), resp.status_code)
         return _decode(resp) if resp.content else {}
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """POST and yield NDJSON objects; closing the iterator cancels on the daemon."""
+    def stream(self, path: str, body: dict[str, Any] | None = None,
+               **send: Any) -> Iterator[dict[str, Any]]:
+        """POST and yield NDJSON objects; closing the iterator cancels on the daemon.
+        ``send`` goes to httpx as is (``content=``, ``params=``, ``headers=``) for bodies
+        that are not JSON, such as an audio upload."""
+        if body is not None:
+            send["json"] = body
         for attempt in (0, 1):
             try:
-                with self._http().stream("POST", path, json=body) as resp:
+                with self._http().stream("POST", path, **send) as resp:
                     if resp.status_code >= 400:
                         resp.read()
                         raise_for_error(_decode(resp), resp.status_code)
@@ -261,6 +274,43 @@ class Client(_Base):
     def tokenize(self, model: str, text: str) -> list[int]:
         return list(self.request("POST", "/api/x/tokenize", {"model": model, "text": text})
                     ["tokens"])
+
+    # -- speech ------------------------------------------------------------------------------
+
+    def transcribe(self, file: str | os.PathLike[str] | None = None, *,
+                   data: bytes | Iterable[bytes] | None = None, model: str | None = None,
+                   filename: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+        """Transcribe an audio file (or bytes, or an iterable of byte chunks, streamed up):
+        yields an ``info`` line, one line per ``segment`` as it is decoded, then ``done``.
+        Options: language, translate, word_timestamps, vad, beam_size, temperature, prompt,
+        keep_alive. A local file is read by the daemon itself on the Unix socket."""
+        fields = {k: v for k, v in options.items() if v is not None}
+        if model:
+            fields["model"] = model
+        if file is not None and data is None:
+            path = os.path.abspath(os.fspath(file))
+            if not self.host:
+                return self.stream("/api/x/transcribe", {**fields, "path": path})
+            filename = filename or os.path.basename(path)
+            data = _file_chunks(path)
+        params = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                  for k, v in fields.items()}
+        if filename:
+            params["filename"] = filename
+        return self.stream("/api/x/transcribe", content=data, params=params,
+                           headers={"Content-Type": "application/octet-stream"})
+
+    def speak(self, text: str, *, voice: str | None = None, rate: float | None = None,
+              **options: Any) -> Iterator[dict[str, Any]]:
+        """Synthesize speech: yields lines with base64 16-bit mono PCM (``audio``,
+        ``sample_rate``) as each sentence is ready, then ``done``."""
+        body: dict[str, Any] = {"input": text,
+                                **{k: v for k, v in options.items() if v is not None}}
+        if voice:
+            body["voice"] = voice
+        if rate is not None:
+            body["rate"] = rate
+        return self.stream("/api/x/speak", body)
 
     # -- models ------------------------------------------------------------------------------
 

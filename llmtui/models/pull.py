@@ -541,6 +541,47 @@ def _drop_unreferenced(store: Store, layers: list[Layer]) -> None:
             store.blob_path(layer.digest).unlink(missing_ok=True)
 
 
+#: Files of a faster-whisper (CTranslate2) model folder, the primary one first.
+CT2_FILES = ("config.json", "model.bin", "preprocessor_config.json", "tokenizer.json",
+             "vocabulary.txt", "vocabulary.json")
+
+
+def speech_files(src: Path) -> tuple[str, list[Path]] | None:
+    """(format, files) when a path is a faster-whisper folder or a Piper voice."""
+    if src.is_dir():
+        if (src / "model.bin").is_file() and (src / "config.json").is_file():
+            return "ctranslate2", [src / f for f in CT2_FILES if (src / f).is_file()]
+        voices = sorted(src.glob("*.onnx"))
+        if len(voices) == 1 and voices[0].with_name(voices[0].name + ".json").is_file():
+            src = voices[0]
+    if src.is_file() and src.suffix == ".onnx":
+        config = src.with_name(src.name + ".json")
+        if not config.is_file():
+            raise InvalidInput(f"{src.name} needs its voice config beside it: {config.name}")
+        return "piper", [src, config]
+    return None
+
+
+def _import_files(store: Store, files: list[Path], target: ModelName, fmt: str, link: bool,
+                  on_event: OnEvent) -> Manifest:
+    """A multi-file speech model (Whisper folder, Piper voice) into the store."""
+    layers: list[Layer] = []
+    try:
+        if not link:
+            store.check_space(sum(f.stat().st_size for f in files))
+        for file in files:
+            layers.append(_ingest(store, file, link, on_event))
+        family, caps = ("whisper", ("speech",)) if fmt == "ctranslate2" else ("piper", ("tts",))
+        manifest = replace(build_manifest(store, target, layers, fmt,
+                                          f"file:{files[0].parent.resolve()}", None),
+                           family=family, capabilities=caps)
+        store.write_manifest(manifest)
+    except BaseException:
+        _drop_unreferenced(store, layers)
+        raise
+    return manifest
+
+
 def _ingest(store: Store, src: Path, link: bool, on_event: OnEvent,
             kind: str = "model") -> Layer:
     """One local file as a layer: hashed where it lies (link), or copied into a blob."""
@@ -568,10 +609,18 @@ def _ingest(store: Store, src: Path, link: bool, on_event: OnEvent,
 
 def import_file(store: Store, path: Path, name: str, *, link: bool = False,
                 mmproj: Path | None = None, on_event: OnEvent = _quiet) -> Manifest:
-    """Bring a local GGUF into the store: copied as a blob, or linked where it lies; with
-    ``mmproj``, a vision model's projector beside it (checked to fit the model first)."""
+    """Bring a local model into the store: copied as blobs, or linked where it lies. A
+    GGUF file (with ``mmproj``, a vision model's projector beside it, checked to fit the
+    model first), a Piper voice (.onnx beside its .onnx.json) or a faster-whisper folder."""
     target = ModelName.parse(name)
     src = path.expanduser()
+    speech = speech_files(src) if src.exists() else None
+    if speech is not None:
+        store.ensure()
+        with store.lock(f"pull:{target}"):
+            return _import_files(store, speech[1], target, speech[0], link, on_event)
+    if src.is_dir():
+        raise InvalidInput(f"{path} is a folder but not a faster-whisper model or Piper voice")
     if not src.is_file():
         raise InvalidInput(f"no such file: {path}")
     proj = mmproj.expanduser() if mmproj is not None else None

@@ -424,6 +424,24 @@ def view_key(manifest: Manifest) -> str:
     return h.hexdigest()
 
 
+def folder_of(primary: str | Path) -> Path:
+    """The folder of a multi-file model, from the path a worker receives: a folder view
+    (folder formats) is itself; a linked file lies in its own folder; for a blob the store
+    is found from the blob's place, and the view (names as the model expects them) made if
+    missing."""
+    path = Path(primary)
+    if path.is_dir():
+        return path
+    if not path.name.startswith("sha256-"):
+        return path.parent
+    digest = path.name.removeprefix("sha256-")
+    store = Store(path.parent.parent)
+    for manifest in store.models():
+        if manifest.layers and manifest.layers[0].digest == digest:
+            return store.model_dir(manifest)
+    raise ModelNotFound(f"no installed model has the file {path.name[:19]}…")
+
+
 def _gb(n: int, up: bool = True) -> str:
     """Bytes as GB with two decimals, rounded up (what is needed) or down (what is free),
     so a shortage never reads as more free than needed."""

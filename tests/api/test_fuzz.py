@@ -68,7 +68,8 @@ MODEL_DEPENDENT = ("memory budget", "context holds", "does not fit", "embedding 
                    # a format schema llama.cpp's grammar converter cannot express
                    "unsupported JSON schema",
                    # tool_choice: "required" or a named function needs it among the tools
-                   "needs 'tools'", "there are no 'tools'", "is not in 'tools'")
+                   "needs 'tools'", "there are no 'tools'", "is not in 'tools'",
+                   "not a speech-to-text model", "not a text-to-speech model")
 
 
 def accepts_valid_input(ctx: Any, response: Any, case: Any) -> bool | None:
