@@ -139,10 +139,15 @@ def test_perplexity_against_the_gguf(fm: Runner, model: str, reference_ppl: floa
     print(f"\nperplexity {model}: {out['perplexity']:.2f}, GGUF {reference_ppl:.2f}, "
           f"ratio {ratio:.2f}")
     assert out["tokens"] > 1500
-    # int4 made from the already 4-bit GGUF is a second rounding: on this 135M model it
-    # costs about 1.6-1.7x (measured: fp32 ONNX from the same dequantized weights matches
-    # the GGUF within 0.5 %, see docs/formats.md); a broken conversion is 10x or worse.
-    assert 0.85 < ratio < 1.9
+    if model == ONNX:
+        # The GGUF's own 4-bit blocks are kept (llmtui/models/convert/gguf_blocks.py): the
+        # issue's bound, 15 % (measured 16.1 against 14.9: the lm_head, Q8_0 in the GGUF,
+        # is int4 here).
+        assert 0.85 < ratio < 1.15
+    else:
+        # OpenVINO's int4 is NNCF's second rounding of already 4-bit weights: on this 135M
+        # model it costs about 1.6-1.7x (see docs/formats.md); broken would be 10x or worse.
+        assert 0.85 < ratio < 1.9
 
 
 def test_perplexity_errors(fm: Runner) -> None:
