@@ -17,6 +17,7 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    doctor_cmd,
     gen_cmd,
     history_cmd,
     logs_cmd,
@@ -25,6 +26,7 @@ from llmtui.cli import (
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
+    setup_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -48,6 +50,8 @@ rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
+setup_cmd.register(app)
+doctor_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
@@ -74,6 +78,9 @@ def _root(
 
         session.NO_DAEMON = True
     if ctx.invoked_subcommand is None:
+        if setup_cmd.first_run():  # nothing installed yet: the wizard first, then the chat
+            setup_cmd.setup(yes=False, model=None, min_speed=20.0, prompt=False,
+                            completion=None, autostart=None)
         chat_cmd.chat(model=None, conversation=None)
 
 
