@@ -37,7 +37,11 @@ DEBIAN_CRATES := /usr/share/cargo/registry
 # and one cargo target folder.
 CARGO_TARGET_DIR ?= $(HOME)/.cache/llmtui-cargo/target
 
-.PHONY: setup sysdeps models run test lint bench bench-tools man clean test-js test-rust
+# `llm convert` (the convert extra) needs torch: the CPU build, installed on its own first
+# so that pip never resolves a plain `torch` to the CUDA wheels.
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: setup sysdeps models jsdeps run test lint bench bench-tools man clean test-js test-rust
 
 setup: $(STAMP)
 
@@ -50,14 +54,18 @@ $(STAMP): pyproject.toml
 	  rm -rf $(WHEEL_DIR).tmp; CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel --quiet --no-deps \
 	    --no-cache-dir --no-binary llama-cpp-python llama-cpp-python==$(LLAMA_VERSION) \
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
-	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev]' ollama openai
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) torch==$(TORCH_VERSION) \
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make
-# speech, tmux for terminal tests). Installed with apt-get when running as root.
+# speech, tmux for terminal tests, Node.js and npm for the JavaScript client tests).
+# Installed with apt-get when running as root.
 sysdeps:
 	@missing=""; for p in $(SYSPKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing system packages:$$missing"; \
@@ -74,6 +82,11 @@ sysdeps:
 models: $(STAMP)
 	$(BIN)/python tests/fetch_models.py
 
+# The official JavaScript clients (npm ollama and openai, pinned in tests/js/package.json),
+# installed once into a cache outside the repository (~/.cache/llmtui-js, or $LLMTUI_JS_DEPS).
+jsdeps: $(STAMP) sysdeps
+	$(BIN)/python tests/js/deps.py
+
 # Pull the default model and open the full-screen chat on it.
 run: setup
 	$(BIN)/llm pull smollm2:135m
@@ -83,7 +96,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check llmtui tests bench examples
 	$(BIN)/mypy
 
-test: setup sysdeps models lint
+test: setup sysdeps models jsdeps lint
 	$(BIN)/python -m pytest -q
 	$(MAKE) test-js test-rust
 
@@ -105,6 +118,7 @@ bench-tools: $(STAMP)
 bench: setup models bench-tools
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/engine.py --tools $(TOOLS_DIR)
+	$(BIN)/python bench/speculative.py --tools $(TOOLS_DIR)
 
 # The man page, from the command tree (a test says when it is out of date).
 man: $(STAMP)

@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     COLLECTION_NOT_FOUND = 16
     EMBEDDING_MISMATCH = 17
     OFFLINE = 18
+    NO_AUDIO_DEVICE = 19
     INTERRUPTED = 130
 
 
@@ -121,6 +122,13 @@ class EmbeddingMismatch(LlmtuiError):
 
     exit_code = ExitCode.EMBEDDING_MISMATCH
     http_status = 409
+
+
+class NoAudioDevice(LlmtuiError):
+    """No microphone or speaker can be opened (an SSH box, a container, a busy device)."""
+
+    exit_code = ExitCode.NO_AUDIO_DEVICE
+    http_status = 503
 
 
 class MissingExtra(LlmtuiError):

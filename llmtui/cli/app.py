@@ -18,6 +18,7 @@ from llmtui.cli import (
     completion_cmd,
     config_cmd,
     doctor_cmd,
+    formats_cmd,
     gen_cmd,
     history_cmd,
     logs_cmd,
@@ -27,6 +28,8 @@ from llmtui.cli import (
     rag_cmd,
     runtime_cmd,
     setup_cmd,
+    vision_cmd,
+    voice_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -52,6 +55,9 @@ logs_cmd.register(app)
 plugins_cmd.register(app)
 setup_cmd.register(app)
 doctor_cmd.register(app)
+formats_cmd.register(app)
+vision_cmd.register(app)
+voice_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
