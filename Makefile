@@ -23,6 +23,8 @@ LLAMA_CMAKE_ARGS ?= -DGGML_RPC=ON
 LLAMA_FLAVOR ?= native-rpc
 endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
+# tests/packaging installs the built llmtui wheel into a clean venv with this wheel.
+export LLMTUI_LLAMA_WHEELS := $(WHEEL_DIR)
 # llama.cpp's own tools (llama-server, llama-batched-bench) from the same vendored source,
 # built once for the benchmarks (never by `make test`).
 TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
