@@ -29,6 +29,8 @@ export LLMTUI_LLAMA_WHEELS := $(WHEEL_DIR)
 # built once for the benchmarks (never by `make test`).
 TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
+# ruby: tests/packaging checks and runs the Homebrew formula's test block.
+SYSPKGS += ruby
 # The Rust SDK's crates as Debian packages: the build machines reach no crates registry,
 # so cargo reads these from /usr/share/cargo/registry instead (see test-rust).
 RUST_CRATE_PKGS := librust-reqwest-dev librust-tokio-dev librust-hyper-dev librust-serde-dev \
@@ -77,7 +79,9 @@ sysdeps:
 	@missing=""; for p in $(RUST_CRATE_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing the Rust SDK's crates:$$missing"; \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	         --no-install-recommends $$missing >/dev/null; }; } \
 	  || echo "warning: could not install$$missing; cargo will need the crates registry" >&2; fi
 
 # The real tiny test models, fetched once into a cache outside the repository.
