@@ -22,20 +22,21 @@ _llm() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
-    local commands="chat run prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion"
+    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
         return
     fi
     case "$prev" in
-        -m|--model) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")); return ;;
+        -m|--model|--voice|--speech-model) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")); return ;;
         --format) COMPREPLY=($(compgen -f -W "json" -- "$cur")); return ;;
+        -i|--image|--mmproj) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --length|-l) COMPREPLY=($(compgen -W "short medium long" -- "$cur")); return ;;
     esac
     case "$cmd" in
-        run|show|rm|cp|load|stop)
+        run|show|rm|cp|load|stop|voice)
             COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;
-        import) COMPREPLY=($(compgen -f -- "$cur")) ;;
+        import|describe|transcribe) COMPREPLY=($(compgen -f -- "$cur")) ;;
         daemon) COMPREPLY=($(compgen -W "start stop status logs" -- "$cur")) ;;
         config) COMPREPLY=($(compgen -W "path show get set unset edit" -- "$cur")) ;;
         completion) COMPREPLY=($(compgen -W "install show bash zsh fish" -- "$cur")) ;;

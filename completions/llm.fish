@@ -17,16 +17,19 @@ function __llm_models
     end
 end
 
-set -l cmds chat run prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion
+set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor
 complete -c llm -f
 complete -c llm -n "not __fish_seen_subcommand_from $cmds" -a "$cmds"
-complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat" -a "(__llm_models)"
+complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat voice" -a "(__llm_models)"
+complete -c llm -l voice -l speech-model -a "(__llm_models)" -d "model"
 complete -c llm -s m -l model -a "(__llm_models)" -d "model"
 complete -c llm -n "__fish_seen_subcommand_from daemon" -a "start stop status logs"
 complete -c llm -n "__fish_seen_subcommand_from config" -a "path show get set unset edit"
 complete -c llm -n "__fish_seen_subcommand_from completion" -a "install show"
-complete -c llm -n "__fish_seen_subcommand_from import" -F
+complete -c llm -n "__fish_seen_subcommand_from import describe transcribe" -F
 complete -c llm -n "__fish_seen_subcommand_from rag" -a "add ls show rm query watch"
 complete -c llm -n "__fish_seen_subcommand_from history" -a "list show export import rm"
 complete -c llm -n "__fish_seen_subcommand_from logs" -a "path"
+complete -c llm -s i -l image -F -d "image file"
+complete -c llm -l mmproj -F -d "projector file"
 complete -c llmtui -w llm

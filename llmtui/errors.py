@@ -27,7 +27,8 @@ class ExitCode(IntEnum):
     COLLECTION_NOT_FOUND = 16
     EMBEDDING_MISMATCH = 17
     OFFLINE = 18
-    REMOTE_UNAVAILABLE = 19
+    NO_AUDIO_DEVICE = 19
+    REMOTE_UNAVAILABLE = 20
     INTERRUPTED = 130
 
 
@@ -122,6 +123,13 @@ class EmbeddingMismatch(LlmtuiError):
 
     exit_code = ExitCode.EMBEDDING_MISMATCH
     http_status = 409
+
+
+class NoAudioDevice(LlmtuiError):
+    """No microphone or speaker can be opened (an SSH box, a container, a busy device)."""
+
+    exit_code = ExitCode.NO_AUDIO_DEVICE
+    http_status = 503
 
 
 class RemoteUnavailable(LlmtuiError):

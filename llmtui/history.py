@@ -7,11 +7,15 @@ is marked as cut off.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
+import re
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +48,10 @@ CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation, id
 """
 
 
+#: (History has a .list() method: the builtin is named here for annotations inside it.)
+_Attachments = list[dict[str, Any]]
+
+
 class ConversationNotFound(LlmtuiError):
     exit_code = ExitCode.INVALID_INPUT
     http_status = 404
@@ -60,14 +68,29 @@ class Message:
     partial: bool = False
     created: float = field(default_factory=time.time)
 
-    def for_model(self) -> dict[str, Any]:
-        """The message as the chat API takes it: attachments folded into the text."""
+    def for_model(self, image: Callable[[dict[str, Any]], bytes] | None = None
+                  ) -> dict[str, Any]:
+        """The message as the chat API takes it: text attachments folded into the text,
+        image attachments (read by ``image``, e.g. History.image_bytes) as ``images``."""
         text = self.content
+        images = []
         for att in self.attachments:
-            if att.get("text") is not None:
+            if att.get("kind") == "image":
+                if image is not None:
+                    images.append(base64.b64encode(image(att)).decode("ascii"))
+            elif att.get("text") is not None:
                 name = att.get("name", "file")
                 text = f"{text}\n\n<file name=\"{name}\">\n{att['text']}\n</file>"
-        return {"role": self.role, "content": text}
+        out: dict[str, Any] = {"role": self.role, "content": text}
+        if images:
+            out["images"] = images
+        if self.role == "assistant" and self.stats.get("thinking"):
+            out["thinking"] = self.stats["thinking"]
+        return out
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        return [att for att in self.attachments if att.get("kind") == "image"]
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "content": self.content, "model": self.model,
@@ -92,7 +115,9 @@ class Conversation:
                 "options": self.options, "created": self.created, "updated": self.updated,
                 "messages": [m.to_json() for m in self.messages]}
 
-    def to_markdown(self) -> str:
+    def to_markdown(self, images_dir: Path | None = None) -> str:
+        """Markdown; with ``images_dir`` (History.images_dir) images are linked to their
+        stored files."""
         lines = [f"# {self.title}", ""]
         meta = [f"model: {self.model}"] if self.model else []
         if self.system:
@@ -106,9 +131,22 @@ class Conversation:
             lines.append("")
             lines.append(m.content)
             for att in m.attachments:
-                lines += ["", f"_attached: {att.get('name', 'file')}_"]
+                name = att.get("name", "file")
+                if att.get("kind") == "image" and images_dir is not None:
+                    lines += ["", f"![{name}]({image_file(images_dir, att)})"]
+                else:
+                    lines += ["", f"_attached: {name}_"]
             lines.append("")
         return "\n".join(lines).rstrip() + "\n"
+
+
+def image_file(images_dir: Path, att: dict[str, Any]) -> Path:
+    """Where an image attachment's bytes are kept: by hash, beside history.db."""
+    digest = str(att.get("sha256") or "")
+    fmt = str(att.get("format") or "img")
+    if not re.fullmatch(r"[0-9a-f]{64}", digest) or not re.fullmatch(r"[a-z0-9]{1,8}", fmt):
+        raise InvalidInput("malformed image attachment")
+    return images_dir / f"{digest}.{fmt}"
 
 
 #: (conversation, the message it answered or None, the reply), for `llm logs`.
@@ -116,12 +154,15 @@ Replies = list[tuple[Conversation, Message | None, Message]]
 
 
 class History:
-    """One SQLite file; every call opens its own short transaction."""
+    """One SQLite file; every call opens its own short transaction. Images attached to
+    messages are files named by their sha256 in ``images/`` beside it, not blobs in
+    SQLite: the database stays small and one picture sent twice is stored once."""
 
     def __init__(self, path: Path) -> None:
         from llmtui.paths import private_dir, private_file
 
         self.path = path
+        self.images_dir = path.parent / "images"
         private_dir(path.parent)
         # Conversations are private: the file exists 0600 before SQLite opens it, and
         # SQLite gives the -wal and -shm files the database's own mode.
@@ -228,6 +269,58 @@ class History:
             cur = db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
             if cur.rowcount == 0:
                 raise ConversationNotFound(f"no conversation '{conv_id}'")
+        self._drop_unused_images()
+
+    # -- images --------------------------------------------------------------------------
+
+    def add_image(self, data: bytes, name: str) -> dict[str, Any]:
+        """Keep an image's bytes (once per content) and return its attachment."""
+        from llmtui.media import NOT_AN_IMAGE, detect
+
+        fmt = detect(data)
+        if fmt is None:
+            raise InvalidInput(f"{name} {NOT_AN_IMAGE}")
+        att = {"kind": "image", "name": name, "sha256": hashlib.sha256(data).hexdigest(),
+               "format": fmt, "size": len(data)}
+        target = image_file(self.images_dir, att)
+        if not target.exists():
+            from llmtui.paths import open_private, private_dir
+
+            private_dir(self.images_dir)  # pictures are as private as the conversations
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            with open_private(tmp, "wb", encoding=None) as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        return att
+
+    def image_bytes(self, att: dict[str, Any]) -> bytes:
+        try:
+            return image_file(self.images_dir, att).read_bytes()
+        except FileNotFoundError:
+            raise InvalidInput(f"the image {att.get('name', '')} of this conversation is "
+                               "missing from the data folder") from None
+
+    def _drop_unused_images(self) -> None:
+        """Remove image files no remaining message refers to."""
+        if not self.images_dir.is_dir():
+            return
+        used = set()
+        for row in self._db.execute("SELECT attachments FROM messages WHERE attachments "
+                                    "LIKE '%\"image\"%'"):
+            used |= {a.get("sha256") for a in json.loads(row["attachments"] or "[]")
+                     if isinstance(a, dict)}
+        for path in self.images_dir.iterdir():
+            if path.stem not in used and not path.name.startswith("."):
+                path.unlink(missing_ok=True)
+
+    def export_json(self, conv: Conversation) -> dict[str, Any]:
+        """The JSON export, with each image's bytes inline (base64) so it travels alone."""
+        data = conv.to_json()
+        for message in data["messages"]:
+            message["attachments"] = [
+                {**att, "data": base64.b64encode(self.image_bytes(att)).decode("ascii")}
+                if att.get("kind") == "image" else att for att in message["attachments"]]
+        return data
 
     # -- messages ------------------------------------------------------------------------
 
@@ -311,7 +404,8 @@ class History:
                 raise InvalidInput(f"message {i} needs a role and text content")
             parsed.append(Message(role=m["role"], content=m["content"],
                                   model=str(m.get("model") or ""),
-                                  attachments=list(m.get("attachments") or []),
+                                  attachments=self._import_attachments(
+                                      m.get("attachments"), i),
                                   stats=dict(m.get("stats") or {}),
                                   partial=bool(m.get("partial")),
                                   created=float(m.get("created") or time.time())))
@@ -324,6 +418,24 @@ class History:
         for m in parsed:
             self.add(conv.id, m)
         return self.get(conv.id)
+
+    def _import_attachments(self, raw: Any, index: int) -> _Attachments:
+        """Attachments of an imported message; inline images go back to the images folder."""
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or not all(isinstance(a, dict) for a in raw):
+            raise InvalidInput(f"message {index}: 'attachments' must be a list of objects")
+        out = []
+        for att in raw:
+            if att.get("kind") == "image":
+                if not isinstance(att.get("data"), str):
+                    raise InvalidInput(f"message {index}: an image attachment has no data")
+                from llmtui.media import b64decode
+
+                data = b64decode(att["data"], f"an image of message {index}")
+                att = self.add_image(data, str(att.get("name") or "image"))
+            out.append(att)
+        return out
 
     # -- rows ----------------------------------------------------------------------------
 

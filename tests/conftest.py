@@ -40,6 +40,15 @@ def gemma(models_cache: Path) -> Path:
     return models_cache / "gemma3-270m.gguf"
 
 
+@pytest.fixture(scope="session")
+def thinker(smollm: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reasoning model: the SmolLM2 test model with a template that thinks in <think>
+    tags (see tests/thinking_model.py); written once per test session."""
+    from tests.thinking_model import make_thinking_model
+
+    return make_thinking_model(smollm, tmp_path_factory.mktemp("thinker"))
+
+
 def stop_daemon_of(home: Path) -> None:
     """Stop a daemon a test started under this home (never leave one running)."""
     status = home / "run" / "daemon.json"
@@ -62,10 +71,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     stop_daemon_of(h)
 
 
-def import_models(home: Path, smollm: Path, gemma: Path | None = None) -> None:
-    """Install the test models by linking them (no copy): fast and real."""
+def import_models(home: Path, smollm: Path, gemma: Path | None = None,
+                  extra: dict[str, Path] | None = None) -> None:
+    """Install the test models by linking them (no copy): fast and real; ``extra`` maps
+    more names to files."""
     env = {**os.environ, "LLMTUI_HOME": str(home)}
     pairs = [(smollm, "smollm2:135m")] + ([(gemma, "gemma3:270m")] if gemma else [])
+    pairs += [(path, name) for name, path in (extra or {}).items()]
     for path, name in pairs:
         subprocess.run([*LLM, "import", str(path), "--name", name, "--link"], env=env,
                        check=True, capture_output=True, timeout=60)
@@ -132,3 +144,45 @@ def one_line_error(stderr: str) -> str:
     assert len(lines) == 1, stderr
     assert "Traceback" not in stderr, stderr
     return lines[0]
+
+
+# -- vision (issue 19) --------------------------------------------------------------------------
+
+#: Bump when tests/projector.py writes a different file, so the cache is rewritten.
+PROJECTOR_VERSION = 1
+
+
+@pytest.fixture(scope="session")
+def projector(models_cache: Path) -> Path:
+    """A tiny random-weight vision projector (mmproj GGUF) for SmolLM2-135M, written once
+    with the ``gguf`` package (tests/projector.py): projector type ``mlp``, 576-wide output,
+    32x32 images in 8x8 patches, so every image is 16 image tokens. llama.cpp's mtmd loads
+    it with the SmolLM2 test model (tests/vision/test_projector.py proves it)."""
+    from tests.projector import write_projector
+
+    target = models_cache / f"llmtui-test-mmproj-v{PROJECTOR_VERSION}.gguf"
+    if not target.exists():
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        write_projector(tmp)
+        os.replace(tmp, target)  # atomic: a concurrent run never sees half a file
+    return target
+
+
+def import_vision(home: Path, smollm: Path, projector: Path,
+                  name: str = "smolvision:test") -> None:
+    """Install SmolLM2-135M with the test projector as one vision model (linked)."""
+    env = {**os.environ, "LLMTUI_HOME": str(home)}
+    subprocess.run([*LLM, "import", str(smollm), "--mmproj", str(projector), "--name", name,
+                    "--link"], env=env, check=True, capture_output=True, timeout=60)
+
+
+def engine_reads_images() -> bool:
+    """Whether the llama.cpp backend evaluates images yet (the engine half of issue 19):
+    until it does, requests with images are accepted but the images have no effect."""
+    backends = ROOT / "llmtui" / "backends"
+    return any("mmproj" in p.read_text(encoding="utf-8") for p in backends.glob("*.py"))
+
+
+needs_engine = pytest.mark.skipif(
+    not engine_reads_images(),
+    reason="the llama.cpp backend does not evaluate images yet (issue 19, engine part)")

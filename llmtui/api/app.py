@@ -114,9 +114,15 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
             await engine.close()
 
     graphql = LazyGraphQL(engine, limits)
+    from llmtui.api.audio import AudioAPI
+    from llmtui.api.formats import FormatsAPI
     from llmtui.api.rag import RagAPI
+    from llmtui.api.responses import ResponsesAPI
 
     routes = [*api.routes(), *OpenAIAPI(api).routes(), *extras.routes(), *RagAPI(api).routes(),
+              *ResponsesAPI(api).routes(),
+              *FormatsAPI(api).routes(),
+              *AudioAPI(api).routes(),
               Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
               WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),

@@ -35,6 +35,8 @@ class Limits:
     predict: int = 131072
     inputs: int = 4096
     read_timeout: float = 60.0
+    image_bytes: int = 20 * 1000 * 1000
+    image_pixels: int = 50_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Limits:
@@ -43,7 +45,16 @@ class Limits:
                    prompt_chars=int(cfg.get("max_prompt_chars")),
                    messages=int(cfg.get("max_messages")),
                    predict=int(cfg.get("max_predict")),
-                   read_timeout=parse_duration(cfg.get("request_timeout")))
+                   read_timeout=parse_duration(cfg.get("request_timeout")),
+                   image_bytes=parse_size(cfg.get("max_image_size")),
+                   image_pixels=int(cfg.get("max_image_pixels")))
+
+    @property
+    def images(self) -> Any:
+        """The per-image bounds (llmtui.media.ImageLimits)."""
+        from llmtui.media import ImageLimits
+
+        return ImageLimits(max_bytes=self.image_bytes, max_pixels=self.image_pixels)
 
 
 class RequestTimeout(LlmtuiError):
@@ -269,3 +280,24 @@ def model_field(data: dict[str, Any]) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidInput("'model' is required")
     return str(ModelName.parse(name))
+
+
+def shorten_vectors(vectors: list[list[float]], dimensions: Any) -> list[list[float]]:
+    """``dimensions`` on /api/embed and /v1/embeddings: keep the first N values and scale
+    back to unit length (Matryoshka-trained models stay meaningful when cut this way)."""
+    if dimensions is None or not vectors:
+        return vectors
+    size = len(vectors[0])
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise InvalidInput("'dimensions' must be a positive whole number")
+    if dimensions > size:
+        raise InvalidInput(f"this model makes {size}-dimension vectors; 'dimensions' "
+                           f"may be at most {size}")
+    if dimensions == size:
+        return vectors
+    out = []
+    for vec in vectors:
+        cut = vec[:dimensions]
+        norm = sum(x * x for x in cut) ** 0.5
+        out.append([x / norm for x in cut] if norm > 0 else cut)
+    return out

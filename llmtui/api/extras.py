@@ -4,7 +4,7 @@ WebSocket ``/api/x/ws`` — JSON text frames, several requests at once on one co
 
     → {"type": "chat", "id": "a", "model": "smollm2:135m", "messages": [...], "options": {}}
     → {"type": "generate", "id": "b", "model": "...", "prompt": "..."}
-    ← {"type": "chunk", "id": "a", "content": "Hel"}
+    ← {"type": "chunk", "id": "a", "content": "Hel"}   (a thinking model: {"thinking": ...})
     ← {"type": "done", "id": "a", "done_reason": "stop", "eval_count": 12, ...}
     → {"type": "cancel", "id": "b"}        ← {"type": "done", "id": "b", "done_reason": "cancel"}
     ← {"type": "error", "id": "a", "error": "...", "code": "model_not_found"}
@@ -34,7 +34,8 @@ from llmtui.api.common import (
     parse_json_object,
     unless_gone,
 )
-from llmtui.api.ollama import OllamaAPI, done_reason, stats_fields
+from llmtui.api.ollama import OllamaAPI, ToolStream, done_reason, stats_fields
+from llmtui.api.reply import ReplyStream, ThinkPlan, collect
 from llmtui.api.validate import check_format
 from llmtui.errors import InvalidInput, LlmtuiError
 
@@ -95,11 +96,22 @@ class Extras:
             try:
                 model = model_field(data)
                 req = self._request(kind, data)
+                plan = await self.o.think_and_logprobs(
+                    data, model, req, raw_prompt=req["prompt"] if req.get("raw") else None)
+                reply = ReplyStream(plan, ToolStream(None))
                 events = self.engine.stream(kind, model, req, data.get("keep_alive"))
                 async for event in events:
-                    if "text" in event:
-                        await send({"type": "chunk", "id": rid, "content": event["text"]})
+                    if "stats" not in event:
+                        piece = reply.feed(event)
+                        if piece.thinking:
+                            await send({"type": "chunk", "id": rid,
+                                        "thinking": piece.thinking})
+                        if piece.content:
+                            await send({"type": "chunk", "id": rid, "content": piece.content})
                     else:
+                        rest, _ = reply.finish()
+                        if rest.content:
+                            await send({"type": "chunk", "id": rid, "content": rest.content})
                         stats = event["stats"]
                         await send({"type": "done", "id": rid, "model": model,
                                     "done_reason": done_reason(stats), **stats_fields(stats)})
@@ -176,8 +188,9 @@ class Extras:
             raise InvalidInput("'requests' must be a non-empty list")
         if len(items) > MAX_BATCH:
             raise InvalidInput(f"at most {MAX_BATCH} requests per batch")
-        shared = {k: data[k] for k in ("options", "format", "system", "truncate") if k in data}
-        plans: list[tuple[str, dict[str, Any], LlmtuiError | None]] = []
+        shared = {k: data[k] for k in ("options", "format", "system", "truncate", "think")
+                  if k in data}
+        parsed: list[tuple[str, dict[str, Any], LlmtuiError | None, dict[str, Any]]] = []
         for i, item in enumerate(items):
             if not isinstance(item, dict):
                 raise InvalidInput(f"request {i} must be an object")
@@ -186,30 +199,41 @@ class Extras:
                 merged["options"] = {**shared["options"], **item["options"]}
             kind = "chat" if "messages" in merged else "generate"
             try:
-                plans.append((kind, self._request(kind, {**merged, "model": model}), None))
+                parsed.append((kind, self._request(kind, {**merged, "model": model}), None,
+                               merged))
             except InvalidInput as exc:
-                plans.append((kind, {}, exc))
+                parsed.append((kind, {}, exc, merged))
         self.engine.store.get(model)  # a missing model is one 404, not N errors
+        plans: list[tuple[str, dict[str, Any], LlmtuiError | None, ThinkPlan | None]] = []
+        for kind, req, bad, merged in parsed:
+            plan = None
+            if bad is None:
+                try:  # each item thinks (or not) and splits its reply like /api/chat
+                    plan = await self.o.think_and_logprobs(
+                        merged, model, req,
+                        raw_prompt=req["prompt"] if req.get("raw") else None)
+                except InvalidInput as exc:
+                    bad = exc
+            plans.append((kind, req, bad, plan))
         started = time.perf_counter()
         gate = asyncio.Semaphore(BATCH_PARALLEL)
 
-        async def one(kind: str, req: dict[str, Any], bad: LlmtuiError | None) -> dict[str, Any]:
+        async def one(kind: str, req: dict[str, Any], bad: LlmtuiError | None,
+                      plan: ThinkPlan | None) -> dict[str, Any]:
             if bad is not None:
                 return error_body(bad)
+            reply = ReplyStream(plan, ToolStream(None))
             async with gate:
-                parts: list[str] = []
-                stats: dict[str, Any] = {}
                 try:
-                    async for event in self.engine.stream(kind, model, req, data.get("keep_alive")):
-                        if "text" in event:
-                            parts.append(event["text"])
-                        else:
-                            stats = event["stats"]
+                    stats, _ = await collect(
+                        self.engine.stream(kind, model, req, data.get("keep_alive")), None,
+                        reply)
                 except LlmtuiError as exc:
                     return error_body(exc)
-            text = "".join(parts)
-            body: dict[str, Any] = ({"message": {"role": "assistant", "content": text}}
-                                    if kind == "chat" else {"response": text})
+            extra = {"thinking": reply.thought} if reply.thought else {}
+            body: dict[str, Any] = (
+                {"message": {"role": "assistant", "content": reply.text, **extra}}
+                if kind == "chat" else {"response": reply.text, **extra})
             return {**body, "done_reason": done_reason(stats), **stats_fields(stats)}
 
         results = await unless_gone(request, asyncio.gather(*(one(*p) for p in plans)))
@@ -239,6 +263,16 @@ class Extras:
                [("", m.completion_tokens)])
         metric("llmtui_completion_seconds_total", "counter", "Time spent generating tokens.",
                [("", round(m.completion_seconds, 6))])
+        metric("llmtui_draft_tokens_total", "counter",
+               "Speculative guesses evaluated (prompt lookup or a draft model).",
+               [("", m.draft_tokens)])
+        metric("llmtui_draft_accepted_total", "counter", "Speculative guesses the model kept.",
+               [("", m.draft_accepted)])
+        metric("llmtui_draft_acceptance_ratio", "gauge", "Kept guesses / evaluated guesses.",
+               [("", m.draft_accepted / m.draft_tokens if m.draft_tokens else 0.0)])
+        metric("llmtui_prompt_cached_tokens_total", "counter",
+               "Prompt tokens reused from a cache instead of evaluated.",
+               [("", m.cached_tokens)])
         rate = m.completion_tokens / m.completion_seconds if m.completion_seconds else 0.0
         metric("llmtui_tokens_per_second", "gauge",
                "Generated tokens per second over the daemon's life.", [("", round(rate, 3))])

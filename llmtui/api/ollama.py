@@ -32,7 +32,18 @@ from llmtui.api.common import (
     ns,
     read_body,
     read_json,
+    shorten_vectors,
     unless_gone,
+)
+from llmtui.api.images import RawImage, decode_images, ollama_images
+from llmtui.api.reply import (
+    Piece,
+    ReplyStream,
+    ThinkPlan,
+    check_logprobs,
+    collect,
+    logprob_fields,
+    plan_thinking,
 )
 from llmtui.api.validate import check_format, check_messages, check_options, check_text
 from llmtui.backends.tools import check_tools, parse_tool_calls
@@ -45,9 +56,12 @@ NDJSON = "application/x-ndjson"
 
 
 def details(m: Manifest) -> dict[str, Any]:
+    families = [m.family] if m.family else []
+    if m.projector is not None:
+        families.append("clip")  # as Ollama lists a vision model's projector
     return {
         "parent_model": "", "format": m.format, "family": m.family or "",
-        "families": [m.family] if m.family else None,
+        "families": families or None,
         "parameter_size": m.parameter_size or "", "quantization_level": m.quantization or "",
     }
 
@@ -66,8 +80,22 @@ def stats_fields(stats: dict[str, Any]) -> dict[str, Any]:
     if stats.get("cached_tokens"):
         # Ollama's field: prompt tokens read from the cache (prompt_eval_count counts all).
         out["prompt_eval_cached_count"] = int(stats["cached_tokens"])
+    if stats.get("draft_tokens"):
+        # ours: speculative decoding's guesses, and how many the model kept
+        out["draft_count"] = int(stats["draft_tokens"])
+        out["draft_accepted_count"] = int(stats.get("draft_accepted") or 0)
     if stats.get("truncated_tokens"):
         out["truncated_tokens"] = int(stats["truncated_tokens"])
+    return out
+
+
+def piece_extras(piece: Piece) -> dict[str, Any]:
+    """/api/generate's optional fields of a piece of reply: thinking and logprobs."""
+    out: dict[str, Any] = {}
+    if piece.thinking:
+        out["thinking"] = piece.thinking
+    if piece.logprobs:
+        out["logprobs"] = piece.logprobs
     return out
 
 
@@ -178,8 +206,8 @@ class OllamaAPI:
                                f"is {self.limits.prompt_chars})")
         return text
 
-    def messages(self, raw: Any) -> list[dict[str, Any]]:
-        messages = check_messages(raw, self.limits.messages)
+    def messages(self, raw: Any, *, images: bool = False) -> list[dict[str, Any]]:
+        messages = check_messages(raw, self.limits.messages, images=images)
         total = sum(len(m["content"]) for m in messages)
         if total > self.limits.prompt_chars:
             raise InvalidInput(f"the messages are too long ({total} characters; the limit "
@@ -202,57 +230,56 @@ class OllamaAPI:
     def _line(obj: dict[str, Any]) -> bytes:
         return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
 
-    async def collect(self, request: Request, kind: str, model: str, req: dict[str, Any],
-                      keep_alive: Any = None) -> tuple[str, dict[str, Any]]:
-        """A whole (non-streamed) generation: its text and stats. A client that hangs up
-        meanwhile stops it at once instead of leaving the model busy for minutes."""
-        async def run() -> tuple[str, dict[str, Any]]:
-            parts: list[str] = []
-            stats: dict[str, Any] = {}
-            events = self.engine.stream(kind, model, req, keep_alive)
-            try:
-                async for event in events:
-                    if "text" in event:
-                        parts.append(event["text"])
-                    else:
-                        stats = event["stats"]
-            finally:
-                await events.aclose()
-            return "".join(parts), stats
-        return await unless_gone(request, run())
-
     async def _run(self, request: Request, kind: str, model: str, req: dict[str, Any],
-                   keep_alive: Any, stream: bool, make_chunk: Callable[[str], dict[str, Any]],
-                   make_final: Callable[[str, dict[str, Any], list[dict[str, Any]]],
+                   keep_alive: Any, stream: bool, make_chunk: Callable[[Piece], dict[str, Any]],
+                   make_final: Callable[[Piece, dict[str, Any], list[dict[str, Any]]],
                                         dict[str, Any]],
-                   tools: list[dict[str, Any]] | None = None) -> Response:
-        if not stream:
-            text, stats = await self.collect(request, kind, model, req, keep_alive)
-            calls = parse_tool_calls(text, tools) if tools else []
-            return JSONResponse(make_final("" if calls else text, stats, calls))
+                   tools: list[dict[str, Any]] | None = None,
+                   plan: ThinkPlan | None = None) -> Response:
         events = self.engine.stream(kind, model, req, keep_alive)
+        reply = ReplyStream(plan, ToolStream(tools))
+        if not stream:
+            # A client that hangs up meanwhile stops it at once instead of leaving the
+            # model busy for minutes.
+            stats, calls = await unless_gone(request, collect(events, None, reply))
+            whole = Piece(thinking=reply.thought, content="" if calls else reply.text,
+                          logprobs=reply.logprobs)
+            return JSONResponse(make_final(whole, stats, calls))
         first = await first_event(events)
-        watcher = ToolStream(tools)
 
         async def body() -> AsyncIterator[bytes]:
             try:
                 event = first
                 while event is not None:
-                    if "text" in event:
-                        out = watcher.feed(event["text"])
-                        if out:
-                            yield self._line(make_chunk(out))
-                    else:
-                        rest, calls = watcher.finish()
+                    if "stats" in event:
+                        rest, calls = reply.finish()
                         if rest:
                             yield self._line(make_chunk(rest))
-                        yield self._line(make_final("", event["stats"], calls))
+                        yield self._line(make_final(Piece(), event["stats"], calls))
+                    else:
+                        piece = reply.feed(event)
+                        if piece:
+                            yield self._line(make_chunk(piece))
                     event = await anext(events, None)
             except LlmtuiError as exc:
                 yield self._line(error_body(exc))
             finally:
                 await events.aclose()
         return StreamingResponse(body(), media_type=NDJSON)
+
+    async def think_and_logprobs(self, data: dict[str, Any], model: str, req: dict[str, Any],
+                                 raw_prompt: str | None = None) -> ThinkPlan:
+        """Read ``think``, ``logprobs`` and ``top_logprobs`` into the engine request;
+        the plan says how to split the reply."""
+        want, top = check_logprobs(data.get("logprobs"), data.get("top_logprobs"))
+        req.update(logprob_fields(want, top))
+        plan = await plan_thinking(self.engine.store, model, data.get("think"),
+                                   template=req.get("template"),
+                                   structured=bool(req.get("format") or req.get("suffix")),
+                                   raw_prompt=raw_prompt)
+        if plan.think is not None:
+            req["think"] = plan.think
+        return plan
 
     async def _load_or_unload(self, model: str, keep_alive: Any, key: str) -> Response:
         base: dict[str, Any] = {"model": model, "created_at": now_rfc3339(), "done": True}
@@ -269,11 +296,9 @@ class OllamaAPI:
         return JSONResponse({**base, "done_reason": "load",
                              "total_duration": ns(time.perf_counter() - started)})
 
-    def _no_images(self, model: str, images: Any) -> None:
-        if images:
-            if not isinstance(images, list):
-                raise InvalidInput("'images' must be a list of base64 strings")
-            raise InvalidInput(f"'{model}' cannot read images (it is not a vision model)")
+    async def images(self, model: str, groups: list[list[RawImage]]) -> list[list[Any]]:
+        """Each group's images decoded for the worker (400 for a text-only model)."""
+        return await decode_images(self.engine.store, model, groups, self.limits.images)
 
     @staticmethod
     def _keep_alive(data: dict[str, Any]) -> Any:
@@ -289,9 +314,9 @@ class OllamaAPI:
         prompt = self.text(data.get("prompt"), "prompt")
         suffix = self.text(data.get("suffix"), "suffix")
         keep_alive = self._keep_alive(data)
-        if not prompt and not suffix:
+        images = ollama_images(data.get("images"), "")
+        if not prompt and not suffix and not images:
             return await self._load_or_unload(model, keep_alive, "response")
-        self._no_images(model, data.get("images"))
         context = data.get("context")
         if context is not None and (not isinstance(context, list) or not all(
                 isinstance(t, int) and not isinstance(t, bool) for t in context)):
@@ -304,30 +329,36 @@ class OllamaAPI:
             "options": self.options(data.get("options"), model), "context": context or None,
             "truncate": bool(data.get("truncate", False)),
         }
+        if images:  # they belong to the prompt's user turn
+            req["images"] = (await self.images(model, [images]))[0]
         stream = data.get("stream", True) is not False
+        plan = await self.think_and_logprobs(data, model, req,
+                                             raw_prompt=prompt if req["raw"] else None)
 
-        def chunk(text: str) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(), "response": text,
-                    "done": False}
+        def chunk(piece: Piece) -> dict[str, Any]:
+            return {"model": model, "created_at": now_rfc3339(), "response": piece.content,
+                    **piece_extras(piece), "done": False}
 
-        def final(text: str, stats: dict[str, Any], _calls: Any) -> dict[str, Any]:
-            out = {"model": model, "created_at": now_rfc3339(), "response": text,
-                   "done": True, "done_reason": done_reason(stats)}
+        def final(piece: Piece, stats: dict[str, Any], _calls: Any) -> dict[str, Any]:
+            out = {"model": model, "created_at": now_rfc3339(), "response": piece.content,
+                   **piece_extras(piece), "done": True, "done_reason": done_reason(stats)}
             if stats.get("context"):
                 out["context"] = stats["context"]
             return {**out, **stats_fields(stats)}
 
-        return await self._run(request, "generate", model, req, keep_alive, stream, chunk, final)
+        return await self._run(request, "generate", model, req, keep_alive, stream, chunk,
+                               final, plan=plan)
 
     async def chat(self, request: Request) -> Response:
         """Chat over a list of messages; tools and tool calls as Ollama documents them."""
         data = await self.json(request)
         model = model_field(data)
-        messages = self.messages(data.get("messages"))
+        messages = self.messages(data.get("messages"), images=True)
         keep_alive = self._keep_alive(data)
         if not messages:
             return await self._load_or_unload(model, keep_alive, "message")
-        self._no_images(model, [m["images"] for m in messages if m.get("images")])
+        groups = [ollama_images(m.get("images"), f" of message {i}")
+                  for i, m in enumerate(messages, 1)]
         tools = check_tools(data.get("tools"))
         req = {
             "messages": messages, "format": check_format(data.get("format")),
@@ -335,21 +366,44 @@ class OllamaAPI:
             "template": self.text(data.get("template"), "template") or None,
             "truncate": bool(data.get("truncate", False)),
         }
+        req["messages"] = await self.with_images(model, messages, groups)
         stream = data.get("stream", True) is not False
+        plan = await self.think_and_logprobs(data, model, req)
 
-        def chunk(text: str) -> dict[str, Any]:
-            return {"model": model, "created_at": now_rfc3339(),
-                    "message": {"role": "assistant", "content": text}, "done": False}
+        def message(piece: Piece) -> dict[str, Any]:
+            out: dict[str, Any] = {"role": "assistant", "content": piece.content}
+            if piece.thinking:
+                out["thinking"] = piece.thinking
+            return out
 
-        def final(text: str, stats: dict[str, Any],
+        def chunk(piece: Piece) -> dict[str, Any]:
+            extra = {"logprobs": piece.logprobs} if piece.logprobs else {}
+            return {"model": model, "created_at": now_rfc3339(), "message": message(piece),
+                    **extra, "done": False}
+
+        def final(piece: Piece, stats: dict[str, Any],
                   calls: list[dict[str, Any]]) -> dict[str, Any]:
-            message: dict[str, Any] = {"role": "assistant", "content": text}
+            msg = message(piece)
             if calls:
-                message["tool_calls"] = calls
-            return {"model": model, "created_at": now_rfc3339(), "message": message,
+                msg["tool_calls"] = calls
+            extra = {"logprobs": piece.logprobs} if piece.logprobs else {}
+            return {"model": model, "created_at": now_rfc3339(), "message": msg, **extra,
                     "done": True, "done_reason": done_reason(stats), **stats_fields(stats)}
 
-        return await self._run(request, "chat", model, req, keep_alive, stream, chunk, final, tools)
+        return await self._run(request, "chat", model, req, keep_alive, stream, chunk, final,
+                               tools, plan)
+
+    async def with_images(self, model: str, messages: list[dict[str, Any]],
+                          groups: list[list[RawImage]]) -> list[dict[str, Any]]:
+        """The messages with each one's images decoded (and no empty ``images`` lists)."""
+        decoded = await self.images(model, groups)
+        out = []
+        for message, images in zip(messages, decoded, strict=True):
+            message = {k: v for k, v in message.items() if k != "images"}
+            if images:
+                message["images"] = images
+            out.append(message)
+        return out
 
     def inputs(self, raw: Any) -> list[str]:
         inputs = [raw] if isinstance(raw, str) else raw
@@ -380,7 +434,8 @@ class OllamaAPI:
         result = await self.engine.embed(model, inputs, options, keep_alive,
                                          truncate=data.get("truncate", True) is not False)
         return JSONResponse({
-            "model": model, "embeddings": result["embeddings"],
+            "model": model,
+            "embeddings": shorten_vectors(result["embeddings"], data.get("dimensions")),
             "total_duration": ns(time.perf_counter() - started),
             "load_duration": ns(result["load_seconds"]),
             "prompt_eval_count": result.get("tokens", 0),
@@ -434,6 +489,8 @@ class OllamaAPI:
         for item in self.engine.ps():
             m: Manifest = item["manifest"]
             expires = item["expires_at"]
+            runner = self.engine.runners.get(item["key"])
+            info = runner.process.info if runner is not None else {}
             models.append({
                 "name": m.name, "model": m.name, "size": item["size"], "digest": m.digest,
                 "details": details(m),
@@ -444,6 +501,8 @@ class OllamaAPI:
                 "embedding": item["key"].endswith("#embed"),
                 # ours: parallel slots, each with context_length tokens; requests running
                 "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
+                "backend": info.get("backend", "llama.cpp"),
+                "device": info.get("device") or ("gpu" if item["size_vram"] else "cpu"),
                 # ours: which devices hold its layers (RPC servers, GPUs, the CPU)
                 **({"devices": item["devices"]} if item.get("devices") else {}),
             })
@@ -456,19 +515,36 @@ class OllamaAPI:
         store = self.engine.store
         manifest, path = store.resolve_file(model)
         model_info: dict[str, Any] = {}
+        metadata: dict[str, Any] = {}
         template = manifest.template or ""
         license_ = manifest.license or ""
         if manifest.format == "gguf":
-            from llmtui.models.gguf_info import read_info
+            from llmtui.models.gguf_info import SkippedArray, read_info
 
-            info = await asyncio.to_thread(read_info, path)
-            model_info = {k: v for k, v in info.metadata.items()
-                          if not k.startswith("tokenizer.") or data.get("verbose")}
+            # Like Ollama: arrays of more than five items are empty unless verbose.
+            info = await asyncio.to_thread(read_info, path, -1 if data.get("verbose") else 5)
+            metadata = info.metadata
+            model_info = {k: [] if isinstance(v, SkippedArray) else v
+                          for k, v in metadata.items()
+                          if k not in ("general.name", "tokenizer.chat_template")}
             model_info["general.parameter_count"] = info.parameters
             template = template or info.chat_template or ""
             license_ = info.license or license_
+        from llmtui.models.capabilities import capabilities
+        extra: dict[str, Any] = {}
+        proj_path = store.projector_path(manifest)
+        if proj_path is not None:
+            from llmtui.models.gguf_info import read_info
+            from llmtui.models.projector import projector_info
+
+            proj = await asyncio.to_thread(read_info, proj_path)
+            assert manifest.projector is not None
+            # Ollama's field: the projector's GGUF metadata; ours: what it means.
+            extra["projector_info"] = proj.metadata
+            extra["projector"] = projector_info(proj, manifest.projector.filename).to_json()
         params = manifest.parameters_override or {}
         modelfile = (f"FROM {path.name}\n"
+                     + (f"FROM {proj_path.name}\n" if proj_path is not None else "")
                      + (f'TEMPLATE """{template}"""\n' if template else "")
                      + (f'SYSTEM """{manifest.system}"""\n' if manifest.system else "")
                      + "".join(f"PARAMETER {k} {json.dumps(v)}\n" for k, v in params.items()))
@@ -477,8 +553,9 @@ class OllamaAPI:
             "parameters": "\n".join(f"{k} {json.dumps(v)}" for k, v in params.items()),
             "template": template, "system": manifest.system or "", "license": license_,
             "details": details(manifest), "model_info": model_info,
-            "capabilities": list(manifest.capabilities),
+            "capabilities": capabilities(manifest, metadata, template or None),
             "modified_at": datetime.fromtimestamp(store.modified(manifest), UTC).isoformat(),
+            **extra,
         })
 
     def _progress_stream(self, stream: bool,
@@ -610,14 +687,19 @@ class OllamaAPI:
         target = ModelName.parse(model)
         source = data.get("from")
         files = data.get("files")
-        if data.get("quantize"):
-            raise InvalidInput("'quantize' is not supported by create; pull a quantized "
-                               "file instead")
+        quantize = data.get("quantize")
+        if quantize is not None:
+            if not isinstance(quantize, str):
+                raise InvalidInput("'quantize' must be a quantization type such as q4_K_M")
+            from llmtui.models.convert.quantize import quant_type
+
+            quantize = quant_type(quantize)  # an unknown type fails before any work
         if bool(source) == bool(files):
             raise InvalidInput("create needs either 'from' (a model) or 'files' "
                                "({\"name.gguf\": \"sha256:...\"})")
-        if files is not None and (not isinstance(files, dict) or len(files) != 1):
-            raise InvalidInput("'files' must map one GGUF file name to its sha256 digest")
+        if files is not None and (not isinstance(files, dict) or not 1 <= len(files) <= 2):
+            raise InvalidInput("'files' must map one GGUF file name (or a model and its "
+                               "projector) to sha256 digests")
         params = self.options(data.get("parameters"))
         system = data.get("system")
         template = data.get("template")
@@ -650,30 +732,41 @@ class OllamaAPI:
                 found = store.get(base_name)
                 return found, f"sha256:{found.digest}"
             assert isinstance(files, dict)
-            (filename, digest_text), = files.items()
-            if not isinstance(digest_text, str):
-                raise InvalidInput("'files' must map a file name to a \"sha256:...\" digest")
-            digest = parse_digest(digest_text)
-            if not store.has_blob(digest):
-                raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
-                                   "(POST /api/blobs/:digest first)")
             from llmtui.models.pull import build_manifest
             from llmtui.models.store import _safe_filename
 
-            name = _safe_filename(str(filename))
-            size = store.blob_path(digest).stat().st_size
-            made = build_manifest(store, target, [Layer(digest=digest, size=size,
-                                                        filename=name)], "gguf", "create", None)
-            return made, f"sha256:{digest}"
+            layers = []
+            for filename, digest_text in files.items():
+                if not isinstance(digest_text, str):
+                    raise InvalidInput("'files' must map a file name to a \"sha256:...\" "
+                                       "digest")
+                digest = parse_digest(digest_text)
+                if not store.has_blob(digest):
+                    raise InvalidInput(f"blob sha256:{digest[:12]}… was not uploaded "
+                                       "(POST /api/blobs/:digest first)")
+                size = store.blob_path(digest).stat().st_size
+                layers.append(Layer(digest=digest, size=size,
+                                    filename=_safe_filename(str(filename))))
+            # With two files, the projector is the one whose general.type is mmproj.
+            made = build_manifest(store, target, layers, "gguf", "create", None)
+            return made, ", ".join(f"sha256:{layer.digest}" for layer in made.layers)
 
         base, layer = await asyncio.to_thread(prepare)
 
         def work(on_event: Callable[[dict[str, Any]], None]) -> None:
             on_event({"status": f"using existing layer {layer}"})
+            made = base
+            if quantize:
+                from llmtui.models.convert.run import quantize_model
+
+                on_event({"status": f"quantizing {base.quantization or 'the'} model to "
+                                    f"{quantize}"})
+                made = quantize_model(store, base, store.layer_path(base.layers[0]), quantize,
+                                      target, on_event=on_event)
             on_event({"status": "creating new layer"})
             merged = {**base.parameters_override, **params}
             made = replace(
-                base, name=str(target), source=f"create:{source or 'blob'}",
+                made, name=str(target), source=f"create:{source or 'blob'}",
                 system=system if system is not None else base.system,
                 template=template if template is not None else base.template,
                 license=license_ if isinstance(license_, str) else base.license,

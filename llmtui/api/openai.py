@@ -19,13 +19,29 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from llmtui.api.common import first_event, guarded, model_field
+from llmtui.api.common import guarded, model_field, shorten_vectors, unless_gone
+from llmtui.api.images import RawImage, openai_image
 from llmtui.api.ollama import OllamaAPI, ToolStream
+from llmtui.api.reply import (
+    Piece,
+    ReplyStream,
+    ThinkPlan,
+    check_logprobs,
+    collect,
+    completion_logprobs,
+    logprob_fields,
+    merge_streams,
+    openai_logprobs,
+    run_all,
+)
 from llmtui.api.validate import check_format
-from llmtui.backends.tools import check_tools, parse_tool_calls
+from llmtui.backends.thinking import think_from_effort
+from llmtui.backends.tools import check_tools, tool_choice
 from llmtui.errors import InvalidInput, LlmtuiError, ModelNotFound
 from llmtui.models.names import ModelName
 
+#: The most choices one request may ask for (OpenAI's ``n``).
+MAX_CHOICES = 16
 #: OpenAI's default for /v1/completions without max_tokens (not "until the context ends").
 DEFAULT_COMPLETION_TOKENS = 16
 
@@ -76,13 +92,21 @@ def _finish(stats: dict[str, Any], calls: list[Any]) -> str:
     return "length" if stats.get("done_reason") == "length" else "stop"
 
 
-def _usage(stats: dict[str, Any]) -> dict[str, Any]:
-    p = int(stats.get("prompt_tokens") or 0)
-    c = int(stats.get("completion_tokens") or 0)
+def _usage(all_stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Token counts of one or more choices: the prompt counts once, replies add up."""
+    first = all_stats[0] if all_stats else {}
+    p = int(first.get("prompt_tokens") or 0)
+    c = sum(int(stats.get("completion_tokens") or 0) for stats in all_stats)
     usage: dict[str, Any] = {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
-    if stats.get("cached_tokens"):
-        usage["prompt_tokens_details"] = {"cached_tokens": int(stats["cached_tokens"])}
+    if first.get("cached_tokens"):
+        usage["prompt_tokens_details"] = {"cached_tokens": int(first["cached_tokens"])}
     return usage
+
+
+def reasoning_fields(text: str) -> dict[str, str]:
+    """A reply's reasoning, under both names clients read: ``reasoning_content``
+    (DeepSeek's, read by most OpenAI-compatible clients) and ``reasoning`` (Ollama's)."""
+    return {"reasoning_content": text, "reasoning": text}
 
 
 def _openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -150,9 +174,6 @@ class OpenAIAPI:
             opts["num_predict"] = limit
         if data.get("stop") is not None:
             opts["stop"] = data["stop"]
-        n = data.get("n", 1)
-        if n not in (1, None):
-            raise InvalidInput("'n' must be 1 (one choice per request)")
         return self.o.options(opts, data.get("model"))
 
     @staticmethod
@@ -172,17 +193,24 @@ class OpenAIAPI:
             return check_format(schema)
         raise InvalidInput("response_format.type must be text, json_object or json_schema")
 
-    def _messages(self, raw: Any) -> list[dict[str, Any]]:
+    def _messages(self, raw: Any) -> tuple[list[dict[str, Any]], list[list[RawImage]]]:
+        """The messages in Ollama's shape, and each one's images (not yet decoded)."""
         if not isinstance(raw, list) or not raw:
             raise InvalidInput("'messages' must be a non-empty list")
         out = []
+        groups: list[list[RawImage]] = []
         for i, m in enumerate(raw):
             if not isinstance(m, dict):
                 raise InvalidInput(f"message {i} must be an object")
             m = dict(m)
+            m.pop("images", None)  # not an OpenAI field: images come as content parts
             if m.get("role") == "developer":
                 m["role"] = "system"
+            reasoning = m.pop("reasoning_content", None) or m.pop("reasoning", None)
+            if isinstance(reasoning, str) and reasoning and m.get("role") == "assistant":
+                m["thinking"] = reasoning  # earlier reasoning goes back as Ollama's field
             content = m.get("content")
+            images: list[RawImage] = []
             if isinstance(content, list):  # content parts
                 texts = []
                 for part in content:
@@ -190,11 +218,13 @@ class OpenAIAPI:
                     if kind == "text":
                         texts.append(str(part.get("text") or ""))
                     elif kind in ("image_url", "input_image"):
-                        raise InvalidInput("this model cannot read images (it is not a "
-                                           "vision model)")
+                        assert isinstance(part, dict)
+                        label = f"image {len(images) + 1} of message {i}"
+                        images.append(openai_image(part, label))
                     else:
                         raise InvalidInput(f"message {i}: unsupported content part {kind!r}")
                 m["content"] = "".join(texts)
+            groups.append(images)
             if m.get("tool_calls"):
                 calls = []
                 for call in m["tool_calls"]:
@@ -209,64 +239,127 @@ class OpenAIAPI:
                     calls.append({"function": fn})
                 m["tool_calls"] = calls
             out.append(m)
-        return self.o.messages(out)
+        return self.o.messages(out), groups
+
+    def _requests(self, data: dict[str, Any], req: dict[str, Any]) -> list[dict[str, Any]]:
+        """One engine request per choice (``n``); with a seed, choice i uses seed + i, so
+        the choices differ and the same request gives the same choices."""
+        n = data.get("n")
+        n = 1 if n is None else int(n) if isinstance(n, float) and n.is_integer() else n
+        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_CHOICES:
+            raise InvalidInput(f"'n' must be a whole number from 1 to {MAX_CHOICES}")
+        seed = req.get("options", {}).get("seed")
+        out = []
+        for i in range(n):
+            one = dict(req)
+            if i and seed is not None and seed >= 0:
+                one["options"] = {**req["options"], "seed": seed + i}
+            out.append(one)
+        return out
+
+    async def _plan(self, data: dict[str, Any], model: str, req: dict[str, Any],
+                    raw_prompt: str | None = None) -> ThinkPlan:
+        """``reasoning_effort`` / ``reasoning.effort`` (or Ollama's ``think``) and the
+        request's logprobs settings, into the engine request."""
+        reasoning = data.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+        think = data.get("think")
+        if think is None:
+            think = think_from_effort(effort or data.get("reasoning_effort"))
+        return await self.o.think_and_logprobs({**data, "think": think}, model, req,
+                                               raw_prompt=raw_prompt)
 
     # -- chat ------------------------------------------------------------------------------
 
     async def chat(self, request: Request) -> Response:
-        """Chat completions: SSE streaming, response_format, tools, stop, seed, usage."""
+        """Chat completions: SSE streaming, response_format, tools, tool_choice, stop, seed,
+        n, logprobs, reasoning, usage."""
         data = await self.o.json(request)
         model = model_field(data)
-        messages = self._messages(data.get("messages"))
-        tools = None if data.get("tool_choice") == "none" else check_tools(data.get("tools"))
-        req = {"messages": messages, "format": self._format(data), "tools": tools,
+        messages, images = self._messages(data.get("messages"))
+        # A forced call (tool_choice "required" or a named function) is a grammar.
+        tools, forced = tool_choice(check_tools(data.get("tools")), data.get("tool_choice"))
+        req = {"messages": messages, "format": forced or self._format(data), "tools": tools,
                "options": self._options(data), "truncate": bool(data.get("truncate", False))}
+        req["messages"] = await self.o.with_images(model, messages, images)
+        plan = await self._plan({**data, "logprobs": data.get("logprobs") or None}, model,
+                                req)
+        reqs = self._requests(data, req)
         cid = "chatcmpl-" + secrets.token_hex(12)
         created = int(time.time())
+        streams = [self.engine.stream("chat", model, r, None) for r in reqs]
+        replies = [ReplyStream(plan, ToolStream(tools)) for _ in reqs]
+        want_logprobs = bool(req.get("logprobs"))
         if not data.get("stream"):
-            text, stats = await self.o.collect(request, "chat", model, req)
-            calls = parse_tool_calls(text, tools) if tools else []
-            message: dict[str, Any] = {"role": "assistant", "content": None if calls else text}
-            if calls:
-                message["tool_calls"] = _openai_calls(calls)
+            # A client that hangs up meanwhile stops every choice at once.
+            results = await unless_gone(request, run_all([
+                collect(s, None, r) for s, r in zip(streams, replies, strict=True)]))
+            choices = []
+            for i, (reply, (stats, calls)) in enumerate(zip(replies, results, strict=True)):
+                message: dict[str, Any] = {"role": "assistant",
+                                           "content": None if calls else reply.text}
+                if reply.thought:
+                    message.update(reasoning_fields(reply.thought))
+                if calls:
+                    message["tool_calls"] = _openai_calls(calls)
+                choices.append({"index": i, "message": message,
+                                "logprobs": {"content": openai_logprobs(reply.logprobs),
+                                             "refusal": None} if want_logprobs else None,
+                                "finish_reason": _finish(stats, calls)})
             return JSONResponse({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "system_fingerprint": "llmtui",
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": _finish(stats, calls)}],
-                "usage": _usage(stats)})
+                "system_fingerprint": "llmtui", "choices": choices,
+                "usage": _usage([stats for stats, _ in results])})
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        events = self.engine.stream("chat", model, req, None)
-        first = await first_event(events)
+        # The first event comes before the answer: an error (missing model, prompt too
+        # long) is then an HTTP status, not a broken stream.
+        merged = merge_streams(streams)
+        first = await anext(merged, None)
+        started: set[int] = set()
+        finished: dict[int, dict[str, Any]] = {}
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            return {"id": cid, "object": "chat.completion.chunk", "created": created,
-                    "model": model, "system_fingerprint": "llmtui",
-                    "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                 "finish_reason": finish}]}
+        def chunk(i: int, delta: dict[str, Any], finish: str | None = None,
+                  logprobs: list[dict[str, Any]] | None = None) -> bytes:
+            return _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                         "model": model, "system_fingerprint": "llmtui",
+                         "choices": [{"index": i, "delta": delta,
+                                      "logprobs": {"content": openai_logprobs(logprobs),
+                                                   "refusal": None}
+                                      if logprobs else None,
+                                      "finish_reason": finish}]})
 
-        watcher = ToolStream(tools)
-
-        def render(event: dict[str, Any]) -> Iterator[bytes]:
-            if event is first:
-                yield _sse(chunk({"role": "assistant", "content": ""}))
-            if "text" in event:
-                out = watcher.feed(event["text"])
-                if out:
-                    yield _sse(chunk({"content": out}))
+        def render(item: tuple[int, dict[str, Any]]) -> Iterator[bytes]:
+            i, event = item
+            if i not in started:
+                started.add(i)
+                yield chunk(i, {"role": "assistant", "content": ""})
+            reply = replies[i]
+            if "stats" not in event:
+                piece = reply.feed(event)
+                yield from pieces(i, piece)
                 return
             stats = event["stats"]
-            rest, calls = watcher.finish()
-            if rest:
-                yield _sse(chunk({"content": rest}))
+            rest, calls = reply.finish()
+            yield from pieces(i, rest)
             if calls:
-                deltas = [dict(c, index=i) for i, c in enumerate(_openai_calls(calls))]
-                yield _sse(chunk({"tool_calls": deltas}))
-            yield _sse(chunk({}, _finish(stats, calls)))
-            if include_usage:
+                deltas = [dict(c, index=k) for k, c in enumerate(_openai_calls(calls))]
+                yield chunk(i, {"tool_calls": deltas})
+            yield chunk(i, {}, _finish(stats, calls))
+            finished[i] = stats
+            if include_usage and len(finished) == len(reqs):
                 yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
-                            "model": model, "choices": [], "usage": _usage(stats)})
-        return sse_response(events, first, render)
+                            "model": model, "choices": [],
+                            "usage": _usage(list(finished.values()))})
+
+        def pieces(i: int, piece: Piece) -> Iterator[bytes]:
+            # Like Ollama: reasoning and answer never share a chunk.
+            if piece.thinking:
+                yield chunk(i, reasoning_fields(piece.thinking),
+                            logprobs=piece.logprobs or None)
+            if piece.content or (piece.logprobs and not piece.thinking):
+                yield chunk(i, {"content": piece.content},
+                            logprobs=None if piece.thinking else piece.logprobs or None)
+        return sse_response(merged, first, render)  # type: ignore[arg-type]
 
     # -- completions -----------------------------------------------------------------------
 
@@ -289,30 +382,54 @@ class OpenAIAPI:
                "suffix": self.o.text(data.get("suffix"), "suffix") or None,
                "format": self._format(data), "options": options,
                "truncate": bool(data.get("truncate", False))}
+        # Legacy logprobs is a number: how many alternatives per token (0: just the token).
+        top = data.get("logprobs")
+        if isinstance(top, float) and top.is_integer():
+            top = int(top)
+        if top is not None and (isinstance(top, bool) or not isinstance(top, int)):
+            raise InvalidInput("'logprobs' must be a whole number from 0 to 20")
+        want, top = check_logprobs(top is not None, top)
+        req.update(logprob_fields(want, top))
+        reqs = self._requests(data, req)
         cid = "cmpl-" + secrets.token_hex(12)
         created = int(time.time())
+        streams = [self.engine.stream("generate", model, r, None) for r in reqs]
 
-        def obj(text: str, finish: str | None) -> dict[str, Any]:
+        def obj(choices: list[dict[str, Any]]) -> dict[str, Any]:
             return {"id": cid, "object": "text_completion", "created": created, "model": model,
-                    "system_fingerprint": "llmtui",
-                    "choices": [{"index": 0, "text": text, "logprobs": None,
-                                 "finish_reason": finish}]}
+                    "system_fingerprint": "llmtui", "choices": choices}
+
+        def choice(i: int, text: str, finish: str | None,
+                   logprobs: list[dict[str, Any]] | None, offset: int = 0) -> dict[str, Any]:
+            return {"index": i, "text": text, "finish_reason": finish,
+                    "logprobs": completion_logprobs(logprobs or [], offset) if want else None}
 
         if not data.get("stream"):
-            text, stats = await self.o.collect(request, "generate", model, req)
-            return JSONResponse({**obj(text, _finish(stats, [])), "usage": _usage(stats)})
+            replies = [ReplyStream(None, ToolStream(None)) for _ in reqs]
+            results = await unless_gone(request, run_all([
+                collect(s, None, r) for s, r in zip(streams, replies, strict=True)]))
+            return JSONResponse({**obj([
+                choice(i, reply.text, _finish(stats, []), reply.logprobs)
+                for i, (reply, (stats, _)) in enumerate(zip(replies, results, strict=True))]),
+                "usage": _usage([stats for stats, _ in results])})
         include_usage = bool((data.get("stream_options") or {}).get("include_usage"))
-        events = self.engine.stream("generate", model, req, None)
-        first = await first_event(events)
+        merged = merge_streams(streams)
+        first = await anext(merged, None)
+        offsets = [0] * len(reqs)
+        finished: dict[int, dict[str, Any]] = {}
 
-        def render(event: dict[str, Any]) -> Iterator[bytes]:
-            if "text" in event:
-                yield _sse(obj(event["text"], None))
+        def render(item: tuple[int, dict[str, Any]]) -> Iterator[bytes]:
+            i, event = item
+            if "stats" not in event:
+                text = str(event.get("text") or "")
+                yield _sse(obj([choice(i, text, None, event.get("logprobs"), offsets[i])]))
+                offsets[i] += len(text)
                 return
-            yield _sse(obj("", _finish(event["stats"], [])))
-            if include_usage:
-                yield _sse({**obj("", None), "choices": [], "usage": _usage(event["stats"])})
-        return sse_response(events, first, render)
+            yield _sse(obj([choice(i, "", _finish(event["stats"], []), None)]))
+            finished[i] = event["stats"]
+            if include_usage and len(finished) == len(reqs):
+                yield _sse({**obj([]), "usage": _usage(list(finished.values()))})
+        return sse_response(merged, first, render)  # type: ignore[arg-type]
 
     # -- embeddings ------------------------------------------------------------------------
 
@@ -330,11 +447,7 @@ class OpenAIAPI:
         else:  # an empty list: an empty (correct) answer
             self.engine.store.get(ModelName.parse(model))
             result = {"embeddings": [], "tokens": 0}
-        vectors = result["embeddings"]
-        dims = data.get("dimensions")
-        if dims is not None and vectors and dims != len(vectors[0]):
-            raise InvalidInput(f"this model makes {len(vectors[0])}-dimension vectors; "
-                               f"'dimensions' {dims} is not available")
+        vectors = shorten_vectors(result["embeddings"], data.get("dimensions"))
         items = []
         for i, vec in enumerate(vectors):
             value: Any = vec

@@ -58,6 +58,32 @@ _OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error"
     "type": "object", "required": ["message"], "properties": {"message": _STR}}}}
 
 
+_THINK = {"description": "a thinking model's reasoning: true/false, or \"low\", "
+          "\"medium\", \"high\"", "oneOf": [{"type": "boolean"},
+                                             {"enum": ["low", "medium", "high"]}]}
+_TOP = {"type": "integer", "minimum": 0, "maximum": 20}
+_DIMS = {"type": "integer", "minimum": 1,
+         "description": "keep the first N values, re-normalised (Matryoshka)"}
+_FUNCTION_NAME = {"type": "string", "minLength": 1}
+#: "required" and a named function need ``tools`` holding that function (not statable
+#: here); chat completions name it in ``function``, responses beside ``type``.
+_TOOL_CHOICE = {"anyOf": [
+    {"enum": ["auto", "none", "required"]},
+    {"type": "object", "required": ["type", "function"], "properties": {
+        "type": {"const": "function"},
+        "function": {"type": "object", "required": ["name"],
+                     "properties": {"name": _FUNCTION_NAME}}}},
+    {"type": "object", "required": ["type", "name"], "properties": {
+        "type": {"const": "function"}, "name": _FUNCTION_NAME}}]}
+_N = {"type": "integer", "minimum": 1, "maximum": 16}
+_RESPONSES_MESSAGE = {"type": "object", "required": ["role", "content"], "properties": {
+    "type": {"const": "message"},
+    "role": {"enum": ["user", "system", "developer", "assistant"]},
+    "content": {"oneOf": [_STR, {"type": "array", "items": {
+        "type": "object", "required": ["type", "text"], "properties": {
+            "type": {"enum": ["input_text", "output_text"]}, "text": _STR}}}]}}}
+
+
 def _obj(required: list[str], **props: Any) -> dict[str, Any]:
     return {"type": "object", "required": required, "properties": props}
 
@@ -79,11 +105,13 @@ _OPENAI_SAMPLING = {
 BODIES: dict[str, dict[str, Any]] = {
     "/api/generate": _obj(["model"], model=_MODEL, prompt=_STR, system=_STR, raw=_BOOLEAN,
                           format=_FORMAT, options=_OPTIONS, stream=_BOOLEAN, keep_alive=_KEEP,
-                          truncate=_BOOLEAN),
+                          truncate=_BOOLEAN, think=_THINK, logprobs=_BOOLEAN,
+                          top_logprobs=_TOP),
     "/api/chat": _obj(["model"], model=_MODEL, messages=_MESSAGES, format=_FORMAT,
-                      tools=_TOOLS, options=_OPTIONS, stream=_BOOLEAN, keep_alive=_KEEP),
+                      tools=_TOOLS, options=_OPTIONS, stream=_BOOLEAN, keep_alive=_KEEP,
+                      think=_THINK, logprobs=_BOOLEAN, top_logprobs=_TOP),
     "/api/embed": _obj(["model", "input"], model=_MODEL, input=_INPUT, truncate=_BOOLEAN,
-                       options=_OPTIONS, keep_alive=_KEEP),
+                       options=_OPTIONS, keep_alive=_KEEP, dimensions=_DIMS),
     "/api/embeddings": _obj(["model", "prompt"], model=_MODEL, prompt=_STR),
     "/api/show": _obj(["model"], model=_MODEL, verbose=_BOOLEAN),
     "/api/pull": _obj(["model"], model=_MODEL, stream=_BOOLEAN),
@@ -113,11 +141,86 @@ BODIES: dict[str, dict[str, Any]] = {
                                  response_format={"type": "object", "required": ["type"],
                                                   "properties": {"type": {"enum": [
                                                       "text", "json_object"]}}},
-                                 tools=_TOOLS, **_OPENAI_SAMPLING),
-    "/v1/completions": _obj(["model", "prompt"], model=_MODEL, prompt=_TEXT_IN,
-                            **_OPENAI_SAMPLING),
+                                 tools=_TOOLS, tool_choice=_TOOL_CHOICE, n=_N,
+                                 logprobs=_BOOLEAN, top_logprobs=_TOP,
+                                 reasoning_effort={"enum": ["none", "minimal", "low",
+                                                            "medium", "high", "xhigh"]},
+                                 **_OPENAI_SAMPLING),
+    "/v1/completions": _obj(["model", "prompt"], model=_MODEL, prompt=_TEXT_IN, n=_N,
+                            logprobs=_TOP, **_OPENAI_SAMPLING),
     "/v1/embeddings": _obj(["model", "input"], model=_MODEL, input=_INPUT,
-                           encoding_format={"enum": ["float", "base64"]}),
+                           encoding_format={"enum": ["float", "base64"]}, dimensions=_DIMS),
+    # (function_call items and text.format json_schema work too: see docs/api.md)
+    "/v1/responses": _obj(
+        ["model", "input"], model=_MODEL,
+        input={"oneOf": [_TEXT_IN, {"type": "array", "minItems": 1, "maxItems": 64,
+                                    "items": _RESPONSES_MESSAGE}]},
+        instructions=_STR, max_output_tokens=_OPENAI_SAMPLING["max_tokens"],
+        temperature=_OPENAI_SAMPLING["temperature"], top_p=_OPENAI_SAMPLING["top_p"],
+        stream=_BOOLEAN, reasoning=_obj([], effort={"enum": ["none", "minimal", "low",
+                                                             "medium", "high"]}),
+        tools={"type": "array", "maxItems": 128, "items": _obj(
+            ["type", "name"], type={"const": "function"},
+            name={"type": "string", "minLength": 1}, description=_STR,
+            parameters={"type": "object"})},
+        tool_choice=_TOOL_CHOICE,
+        text=_obj([], format=_obj(["type"], type={"enum": ["text", "json_object"]}))),
+}
+
+# -- speech (llmtui/api/audio.py) -------------------------------------------------------------
+_LANG = {"type": "string", "pattern": r"^[A-Za-z]{2,3}$"}
+_VOICE = {"anyOf": [{"enum": ["alloy", "ash", "ballad", "coral", "echo", "fable", "nova",
+                              "onyx", "sage", "shimmer", "verse"]}, _MODEL]}
+_STT_FIELDS: dict[str, Any] = {
+    "file": {"type": "string", "format": "binary"}, "model": _MODEL,
+    "prompt": {"type": "string", "maxLength": 2000},
+    "response_format": {"enum": ["json", "text", "srt", "vtt", "verbose_json"]},
+    "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+    "timestamp_granularities[]": {"type": "array", "items": {"enum": ["word", "segment"]}},
+    "stream": _BOOLEAN}
+#: Multipart bodies (OpenAI's uploads), by path.
+MULTIPART: dict[str, dict[str, Any]] = {
+    "/v1/audio/transcriptions": _obj(["file"], language=_LANG, **_STT_FIELDS),
+    "/v1/audio/translations": _obj(["file"], **_STT_FIELDS),
+}
+BODIES.update({
+    # ctx/stride are checked against the model's context by the worker (model-dependent).
+    "/api/x/perplexity": _obj(["model", "text"], model=_MODEL, text=_TEXT_IN,
+                              ctx={"type": "integer", "minimum": 2},
+                              stride={"type": "integer", "minimum": 1},
+                              keep_alive=_KEEP, stream=_BOOLEAN),
+    "/api/x/convert": _obj(["model", "to"], model=_MODEL, to={"enum": ["onnx", "openvino"]},
+                           precision={"enum": ["int4", "int8", "fp16", "fp32"]},
+                           name=_MODEL, stream=_BOOLEAN),
+})
+BODIES.update({
+    "/v1/audio/speech": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
+                             response_format={"enum": ["mp3", "wav", "pcm", "flac", "opus",
+                                                       "aac"]},
+                             speed={"type": "number", "minimum": 0.25, "maximum": 4},
+                             stream_format={"enum": ["audio", "sse"]}),
+    "/api/x/speak": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
+                         rate={"type": "number", "minimum": 0.25, "maximum": 4},
+                         speaker={"type": "integer", "minimum": 0, "maximum": 10000},
+                         keep_alive=_KEEP),
+    "/api/x/transcribe": _obj(["audio"], audio={
+        "type": "string", "pattern": r"^([A-Za-z0-9+/]{4})+$",
+        "description": "the audio file, base64 (or send it raw as the body, options in "
+                       "the query string; or \"path\" on the Unix socket)"},
+        model=_MODEL, language=_LANG, translate=_BOOLEAN, word_timestamps=_BOOLEAN,
+        vad=_BOOLEAN, beam_size={"type": "integer", "minimum": 1, "maximum": 10},
+        stream=_BOOLEAN, keep_alive=_KEEP),
+})
+#: What a 200 carries, for paths whose answer is not JSON (or not only).
+CONTENT: dict[str, list[str]] = {
+    "/v1/audio/transcriptions": ["application/json", "text/plain", "text/vtt",
+                                 "text/event-stream"],
+    "/v1/audio/translations": ["application/json", "text/plain", "text/vtt",
+                               "text/event-stream"],
+    "/v1/audio/speech": ["audio/mpeg", "audio/wav", "audio/pcm", "audio/flac", "audio/ogg",
+                         "audio/aac", "text/event-stream"],
+    "/api/x/transcribe": ["application/json", "application/x-ndjson"],
+    "/api/x/speak": ["application/x-ndjson"],
 }
 
 STREAMING = {"/api/generate", "/api/chat", "/api/pull", "/api/create",
@@ -158,6 +261,9 @@ def _responses(path: str, method: str) -> dict[str, Any]:
     elif path == "/api/x/graphql":
         ok = {"description": "A GraphQL result (GET without a query: the GraphiQL page)",
               "content": {**_json(), "text/html": {}}}
+    elif path in CONTENT:
+        ok = {"description": "OK", "content": {
+            t: {"schema": {}} if t == "application/json" else {} for t in CONTENT[path]}}
     else:
         content = _json()
         if path in STREAMING:
@@ -188,7 +294,7 @@ def _with_limits(schema: Any, predict: int) -> Any:
         out = {k: _with_limits(v, predict) for k, v in schema.items()}
         props = out.get("properties")
         if isinstance(props, dict):
-            for key in ("num_predict", "max_tokens"):
+            for key in ("num_predict", "max_tokens", "max_output_tokens"):
                 if isinstance(props.get(key), dict) and "maximum" in props[key]:
                     props[key] = {**props[key], "maximum": predict}
         return out
@@ -234,6 +340,12 @@ def build(routes: list[BaseRoute], predict: int | None = None) -> dict[str, Any]
                 body = BODIES[path] if predict is None else _with_limits(BODIES[path], predict)
                 op["requestBody"] = {"required": True, "content": {
                     "application/json": {"schema": body}}}
+                if path == "/api/x/transcribe":  # or the audio itself as the body
+                    op["requestBody"]["content"]["application/octet-stream"] = {
+                        "schema": {"type": "string", "format": "binary"}}
+            if path in MULTIPART and method == "POST":
+                op["requestBody"] = {"required": True, "content": {
+                    "multipart/form-data": {"schema": MULTIPART[path]}}}
             paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",

@@ -87,6 +87,49 @@ def local_names(bind: Bind) -> set[str]:
     return names
 
 
+#: Browser origins allowed by default, as Ollama allows them: local pages on any port, and
+#: desktop apps and editor webviews. OLLAMA_ORIGINS and ``cors_origins`` add to these.
+DEFAULT_ORIGINS = (
+    *(f"{scheme}://{host}{port}" for host in ("localhost", "127.0.0.1", "0.0.0.0")
+      for scheme in ("http", "https") for port in ("", ":*")),
+    "app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*",
+)
+#: Host names under these suffixes are local by definition (RFC 6761 ``.localhost``,
+#: mDNS ``.local``, and ``.internal``: Docker's ``host.docker.internal``); a web page
+#: cannot rebind them, so they pass the DNS-rebinding check like loopback does.
+LOCAL_SUFFIXES = (".localhost", ".local", ".internal")
+
+
+def _origin(text: str) -> str:
+    """Origins compare without case or a trailing slash ("file://" keeps its own)."""
+    text = text.strip().lower()
+    return text[:-1] if text.endswith("/") and not text.endswith("://") else text
+
+
+def _pattern_ok(pattern: str, origin: str) -> bool:
+    """An origin against an allowed one, where one ``*`` matches any run of characters
+    (the wildcard form of OLLAMA_ORIGINS: ``http://localhost:*``, ``app://*``)."""
+    if "*" not in pattern:
+        return origin == pattern
+    head, _, tail = pattern.partition("*")
+    if len(origin) < len(head) + len(tail) or not origin.startswith(head) \
+            or not origin.endswith(tail):
+        return False
+    middle = origin[len(head):len(origin) - len(tail)]
+    return middle.isdigit() if head.endswith(":") and not tail else True  # a port
+
+
+def _ip_host_ok(name: str) -> bool:
+    """A Host that is an IP address on this side of the network (loopback, private,
+    link-local, unspecified): DNS rebinding needs a name, so these are safe, as in
+    Ollama."""
+    try:
+        ip = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_unspecified
+
+
 @dataclass
 class Policy:
     api_key: str | None = None
@@ -104,7 +147,9 @@ class Policy:
                 hint="set one with --api-key, LLMTUI_API_KEY or `llm config set api_key`, "
                      "or pass --insecure if the network is trusted")
         extra = {h.lower() for h in _split(allowed_hosts)}
-        origins = {o.rstrip("/").lower() for o in _split(cors_origins)}
+        origins = {_origin(o) for o in (
+            *DEFAULT_ORIGINS, *_split(os.environ.get("OLLAMA_ORIGINS")),
+            *_split(cors_origins))}
         return cls(api_key=api_key, hosts=local_names(bind) | (extra - {"*"}),
                    any_host="*" in extra, origins=origins - {"*"}, any_origin="*" in origins)
 
@@ -114,13 +159,14 @@ class Policy:
         if self.any_host:
             return True
         try:
-            name = urlsplit("//" + host_header).hostname or ""
+            name = (urlsplit("//" + host_header).hostname or "").lower()
         except ValueError:
             return False
-        return name.lower() in self.hosts
+        return name in self.hosts or name.endswith(LOCAL_SUFFIXES) or _ip_host_ok(name)
 
     def origin_ok(self, origin: str) -> bool:
-        return self.any_origin or origin.rstrip("/").lower() in self.origins
+        origin = _origin(origin)
+        return self.any_origin or any(_pattern_ok(p, origin) for p in self.origins)
 
     def key_ok(self, headers: dict[str, str]) -> bool:
         if not self.api_key:
@@ -134,7 +180,13 @@ class Policy:
 
 
 CORS_METHODS = "GET, POST, DELETE, HEAD, OPTIONS"
-CORS_HEADERS = "Authorization, Content-Type, X-Api-Key, X-Requested-With"
+# Ollama's list: what the ollama and openai JavaScript packages send from a browser.
+CORS_HEADERS = ", ".join((
+    "Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With",
+    "X-Api-Key", "OpenAI-Beta", *(f"x-stainless-{h}" for h in (
+        "arch", "async", "custom-poll-interval", "helper-method", "lang", "os",
+        "package-version", "poll-helper", "retry-count", "runtime", "runtime-version",
+        "timeout"))))
 
 
 def over_tcp(scope: Mapping[str, Any]) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 from llmtui.errors import InvalidInput
+
+log = logging.getLogger("llmtui.api")
 
 # name: (type, low, high)
 _NUMERIC: dict[str, tuple[type, float, float]] = {
@@ -35,20 +38,30 @@ _BOOL = {"numa", "low_vram", "use_mmap", "use_mlock", "penalize_newline", "vocab
          "f16_kv", "logits_all", "embedding_only"}
 
 
-def check_options(options: Any) -> dict[str, Any]:
-    """Validate Ollama-style options; unknown keys are refused so typos don't pass silently."""
+def check_options(options: Any, *, strict: bool = False) -> dict[str, Any]:
+    """Validate Ollama-style options. Like Ollama, a null value means "not set" and an
+    unknown key (an old option such as tfs_z, or a future one) is logged and ignored,
+    since client libraries send both; ``strict`` (a person typing a name) refuses it.
+    A known option with a wrong type or value is always refused."""
     if options is None:
         return {}
     if not isinstance(options, dict):
         raise InvalidInput("options must be an object")
     out: dict[str, Any] = {}
     for key, value in options.items():
+        if value is None:
+            continue
         if key == "stop":
             stops = [value] if isinstance(value, str) else value
             if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops) \
                     or len(stops) > 16 or any(len(s) > 256 for s in stops):
                 raise InvalidInput("option 'stop' must be up to 16 strings")
             out[key] = [s for s in stops if s]
+        elif key == "draft":
+            # speculative decoding: "lookup", "none", or a draft model's name
+            if not isinstance(value, str) or not value.strip() or len(value) > 200:
+                raise InvalidInput("option 'draft' must be \"lookup\", \"none\" or a model name")
+            out[key] = value.strip()
         elif key in _NUMERIC:
             kind, lo, hi = _NUMERIC[key]
             if isinstance(value, bool) or not isinstance(value, int | float):
@@ -65,8 +78,10 @@ def check_options(options: Any) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise InvalidInput(f"option '{key}' must be true or false")
             out[key] = value
-        else:
+        elif strict:
             raise InvalidInput(f"unknown option '{key}'")
+        else:
+            log.warning("ignoring unknown option %r", str(key)[:64])
     return out
 
 
@@ -78,7 +93,10 @@ def check_format(fmt: Any) -> Any:
     raise InvalidInput('format must be "json" or a JSON schema object')
 
 
-def check_messages(messages: Any, limit: int = 10_000) -> list[dict[str, Any]]:
+def check_messages(messages: Any, limit: int = 10_000, *,
+                   images: bool = False) -> list[dict[str, Any]]:
+    """Messages checked for shape. ``images``: this endpoint decodes a message's
+    ``images`` itself; elsewhere they are refused, never passed on undecoded."""
     if messages is None:
         return []
     if not isinstance(messages, list):
@@ -97,6 +115,9 @@ def check_messages(messages: Any, limit: int = 10_000) -> list[dict[str, Any]]:
             content = ""
         if not isinstance(content, str):
             raise InvalidInput(f"message {i} content must be a string")
+        if m.get("images") and not images:
+            raise InvalidInput(f"message {i} has images, which this endpoint does not take",
+                               hint="send images to /api/chat or /v1/chat/completions")
         out.append({**m, "content": content})
     return out
 

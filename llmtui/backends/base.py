@@ -55,6 +55,8 @@ class GenStats:
     context: list[int] = field(default_factory=list)
     cached_tokens: int = 0  # prompt tokens reused from the cache, not evaluated
     restored_tokens: int = 0  # of which restored from the disk cache
+    draft_tokens: int = 0  # speculative guesses evaluated
+    draft_accepted: int = 0  # of which the model kept
     prompt_eval_tokens: int | None = None  # prompt tokens evaluated (None: all of them)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,6 +66,7 @@ class GenStats:
             "prompt_tokens": self.prompt_tokens, "prompt_seconds": self.prompt_seconds,
             "prompt_eval_tokens": evaluated, "cached_tokens": self.cached_tokens,
             "restored_tokens": self.restored_tokens,
+            "draft_tokens": self.draft_tokens, "draft_accepted": self.draft_accepted,
             "completion_tokens": self.completion_tokens,
             "completion_seconds": self.completion_seconds,
             "first_token_seconds": self.first_token_seconds, "done_reason": self.done_reason,
@@ -91,6 +94,34 @@ class Backend(Protocol):
     def tokenize(self, text: str) -> list[int]: ...
 
     def close(self) -> None: ...
+
+
+class NoTextOps:
+    """For backends of models that are not language models (speech, voices): the text
+    operations fail with one line saying what the model does instead."""
+
+    #: (what the model is, where to use it instead)
+    not_text: tuple[str, str] = ("this model does not work on text", "")
+
+    def _refuse(self) -> LlmtuiError:
+        from llmtui.errors import InvalidInput
+
+        what, use = self.not_text
+        return InvalidInput(what, hint=use or None)
+
+    def generate(self, request: dict[str, Any], emit: Emit,
+                 cancelled: threading.Event) -> GenStats:
+        raise self._refuse()
+
+    def chat(self, request: dict[str, Any], emit: Emit,
+             cancelled: threading.Event) -> GenStats:
+        raise self._refuse()
+
+    def embed(self, texts: list[str], options: dict[str, Any]) -> list[list[float]]:
+        raise self._refuse()
+
+    def tokenize(self, text: str) -> list[int]:
+        raise self._refuse()
 
 
 class UnsupportedFormat(LlmtuiError):

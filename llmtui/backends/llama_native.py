@@ -55,6 +55,11 @@ def install_log(verbose: bool = False) -> None:
     llama_cpp.llama_log_set(_LOG_CALLBACK, ctypes.c_void_p(0))
 
 
+def log_callback() -> Any:
+    """Our llama.cpp log callback (for libraries that log apart, like mtmd), or None."""
+    return _LOG_CALLBACK
+
+
 def log_mark() -> int:
     with _LOG_LOCK:
         return len(_LOG_LINES)

@@ -7,6 +7,7 @@ llama-cpp-python's high-level ``Llama`` (pooling, normalization) one request at 
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import threading
@@ -123,6 +124,11 @@ class LlamaCppBackend:
         self.sched: Any = None
         self.template: str | None = None
         self.n_ctx = 0  # per slot
+        self._gpu = False
+        self._adapters: list[Any] = []
+        self.projector: Any = None  # vision.Projector when the model has a projector
+        self.draft_name: str | None = None
+        self.default_draft = "lookup"
         self.bos_text = ""
         self.eos_text = ""
         self.last_tokens = 0  # tokens in the last embed call
@@ -154,6 +160,7 @@ class LlamaCppBackend:
         gpu_layers = int(options.get("num_gpu", -1))
         if not supports_gpu and not rpc:
             gpu_layers = 0
+        self._gpu = supports_gpu and gpu_layers != 0
         threads = int(options.get("num_thread") or 0) or default_threads()
         n_ctx = int(options.get("num_ctx") or 0)
         embedding = bool(options.get("embedding", False))
@@ -241,20 +248,91 @@ class LlamaCppBackend:
             raise ValueError("failed to create a llama.cpp context (out of memory?)")
         self.ctx = ctx
         self.n_ctx = int(L.llama_n_ctx_seq(ctx))
+        self._apply_adapters(L, list(options.get("adapters") or []))
         self.template = self.model.metadata().get("tokenizer.chat_template") or None
         disk = None
         if int(options.get("kv_cache_bytes") or 0) > 0 and options.get("digest"):
             from llmtui.backends.kvcache import DiskCache
 
             root = Path(str(options["kv_cache_dir"]))
+            key = str(options["digest"])
+            if options.get("adapters"):  # the same base with an adapter is another model
+                import hashlib
+
+                names = "".join(os.path.basename(str(a["path"] if isinstance(a, dict) else a))
+                                for a in options["adapters"])
+                key = hashlib.sha256((key + names).encode()).hexdigest()
             # The state's layout depends on llama.cpp's version and on flash attention
             # (V is stored transposed without it): both are part of the key.
             version = f"{L.__version__}/fa={cp.flash_attn_type}/kv={cp.type_k},{cp.type_v}"
-            disk = DiskCache(root / str(options["digest"]), str(options["digest"]), version,
+            disk = DiskCache(root / key, key, version,
                              int(options["kv_cache_bytes"]), root=root)
+        draft = None
+        self.draft_name = None
+        self.default_draft = str(options.get("draft") or "lookup")
+        if options.get("draft_model"):
+            draft = self._load_draft(L, str(options["draft_model"]), cp, slots, n_batch)
+            self.draft_name = str(options.get("draft_name") or "")
+        if options.get("mmproj"):
+            from llmtui.backends.vision import Projector
+
+            self.projector = Projector(str(options["mmproj"]), self.model, threads, self._gpu)
         self.sched = Scheduler(self.model, ctx, slots, self.n_ctx, n_batch, disk=disk,
-                               threads=threads)
-        return {"slots": slots, "n_ctx_total": int(L.llama_n_ctx(ctx))}
+                               threads=threads, draft=draft, projector=self.projector)
+        info: dict[str, Any] = {"slots": slots, "n_ctx_total": int(L.llama_n_ctx(ctx))}
+        if self.projector is not None:
+            info["vision"] = True
+        if self.draft_name:
+            info["draft_model"] = self.draft_name
+        return info
+
+    def _apply_adapters(self, L: Any, adapters: list[Any]) -> None:
+        """LoRA adapters (GGUF, general.type "adapter") applied over the base weights, as
+        Ollama's ADAPTER does; they stay loaded with the model."""
+        from llmtui.backends.llama_native import log_mark, recent_errors
+
+        if not adapters:
+            return
+        loaded, scales = [], []
+        for item in adapters:
+            path = str(item["path"] if isinstance(item, dict) else item)
+            scale = float(item.get("scale", 1.0) if isinstance(item, dict) else 1.0)
+            mark = log_mark()
+            ptr = L.llama_adapter_lora_init(self.model.model, path.encode())
+            if not ptr:
+                why = "; ".join(recent_errors(mark)) or "llama.cpp refused it"
+                raise BadModelFile(f"the LoRA adapter {os.path.basename(path)} could not be "
+                                   f"loaded: {why}")
+            loaded.append(ptr)
+            scales.append(scale)
+        self._adapters = loaded  # freed with the model
+        arr = (L.llama_adapter_lora_p_ctypes * len(loaded))(*loaded)
+        fl = (ctypes.c_float * len(scales))(*scales)
+        if int(L.llama_set_adapters_lora(self.ctx, arr, len(loaded), fl)) != 0:
+            raise BadModelFile("the LoRA adapters could not be applied to this model")
+
+    def _load_draft(self, L: Any, path: str, cp: Any, slots: int, n_batch: int) -> Any:
+        """A small model with the same vocabulary that guesses tokens for this one."""
+        from llama_cpp._internals import LlamaModel
+
+        from llmtui.backends.drafts import DraftModel
+
+        mp = L.llama_model_default_params()
+        mp.n_gpu_layers = 0 if not self._gpu else -1
+        try:
+            model = LlamaModel(path_model=path, params=mp, verbose=False)
+        except ValueError as exc:
+            raise BadModelFile(f"the draft model could not be loaded: {exc}") from None
+        ctx = L.llama_init_from_model(model.model, cp)
+        if not ctx:
+            model.close()
+            raise BadModelFile("the draft model's context could not be created")
+        try:
+            return DraftModel(L, model, ctx, self.model.vocab, slots, n_batch)
+        except BaseException:
+            L.llama_free(ctx)
+            model.close()
+            raise
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -268,6 +346,9 @@ class LlamaCppBackend:
         if self.sched is not None:
             self.sched.close()
             self.sched = None
+        if self.projector is not None:
+            self.projector.close()
+            self.projector = None
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -306,21 +387,51 @@ class LlamaCppBackend:
         from llmtui.backends.slots import Job
 
         stats = GenStats()
-        tokens = self._prompt_tokens(op, request, stats)
+        tokens, media = self._prompt(op, request, stats)
         opts = request.get("options", {})
         room = self.n_ctx - len(tokens)
         wanted = int(opts.get("num_predict", -1) or -1)
         max_tokens = min(wanted, room) if wanted > 0 else room
         settings = SamplerSettings.from_options(opts)
-        sampler = Sampler(self.model, settings, json_grammar(request.get("format")),
-                          tokens[-64:])
+        try:
+            sampler = Sampler(self.model, settings, json_grammar(request.get("format")),
+                              [t for t in tokens[-64:] if t >= 0])
+        except BaseException:
+            if media is not None:
+                media.free()
+            raise
         logprobs = -1
         if request.get("logprobs"):
             logprobs = max(0, min(20, int(request.get("top_logprobs") or 0)))
-        return Job(reply=reply, cancelled=cancelled, prompt=tokens, sampler=sampler,
-                   max_tokens=max_tokens, length_is_limit=wanted > 0,
-                   stream=TextStream(stops=list(opts.get("stop") or [])), logprobs=logprobs,
-                   stats=stats)
+        job = Job(reply=reply, cancelled=cancelled, prompt=tokens, sampler=sampler,
+                  max_tokens=max_tokens, length_is_limit=wanted > 0,
+                  stream=TextStream(stops=list(opts.get("stop") or [])), logprobs=logprobs,
+                  stats=stats, media=media)
+        self._plan_drafts(job, str(opts.get("draft") or self.default_draft))
+        if media is not None and job.draft == "model":
+            # a draft model cannot see the images: guess from the text instead
+            from llmtui.backends.drafts import Adaptive, Lookup
+
+            job.draft, job.lookup, job.adapt = "lookup", Lookup(list(tokens)), Adaptive(k=8)
+        return job
+
+    def _plan_drafts(self, job: Any, draft: str) -> None:
+        """Speculative decoding for a request: "lookup" (guesses copied from the prompt
+        and the reply), "none", or the name of the draft model this model was loaded with."""
+        from llmtui.backends.drafts import Adaptive, Lookup
+        from llmtui.models.names import ModelName
+
+        if draft in ("none", "off", ""):
+            return
+        if draft == "lookup":
+            job.draft, job.lookup, job.adapt = "lookup", Lookup(list(job.prompt)), Adaptive(k=8)
+            return
+        if self.draft_name and str(ModelName.parse(draft)) == self.draft_name:
+            job.draft, job.adapt = "model", Adaptive(k=4)
+            return
+        raise InvalidInput(f"draft model '{draft}' is not loaded with this model",
+                           hint="name it in the request's options (the daemon loads it), "
+                                "or use draft lookup / none")
 
     def _score_job(self, msg: dict[str, Any], reply: Reply, cancelled: threading.Event) -> Any:
         from llmtui.backends.slots import Job
@@ -359,10 +470,52 @@ class LlamaCppBackend:
         return render_template(template, messages, bos=self.bos_text, eos=self.eos_text,
                                tools=tools, think=think)
 
-    def _prompt_tokens(self, op: str, request: dict[str, Any], stats: GenStats) -> list[int]:
+    def _prompt(self, op: str, request: dict[str, Any], stats: GenStats) -> tuple[list[int], Any]:
+        """The prompt's tokens, and its images (None for text alone)."""
         if op == "chat":
             messages = [self._message(m) for m in request.get("messages", [])]
-            return self._fit(messages, request, stats)
+            if any(m.get("images") for m in messages):
+                return self._vision_prompt(messages, request)
+            return self._fit(messages, request, stats), None
+        if request.get("images"):
+            images = list(request["images"])
+            if request.get("raw") or (self.template is None and not request.get("template")):
+                return self._vision_tokens(str(request.get("prompt") or ""), images, request)
+            messages = []
+            if request.get("system"):
+                messages.append({"role": "system", "content": request["system"]})
+            messages.append({"role": "user", "content": str(request.get("prompt") or ""),
+                             "images": images})
+            return self._vision_prompt(messages, request)
+        return self._prompt_tokens(request, stats), None
+
+    def _vision_prompt(self, messages: list[dict[str, Any]],
+                       request: dict[str, Any]) -> tuple[list[int], Any]:
+        from llmtui.backends.vision import with_markers
+
+        if self.projector is None:
+            raise InvalidInput("this model cannot read images (it is not a vision model)")
+        marked, images = with_markers(messages, self.projector.marker)
+        text = self._render(marked, request.get("tools"), request.get("template") or None,
+                            request.get("think"))
+        return self._vision_tokens(text, images, request, rendered=True)
+
+    def _vision_tokens(self, text: str, images: list[dict[str, Any]], request: dict[str, Any],
+                       rendered: bool = False) -> tuple[list[int], Any]:
+        if self.projector is None:
+            raise InvalidInput("this model cannot read images (it is not a vision model)")
+        if not rendered:
+            text = "".join(self.projector.marker + "\n" for _ in images) + text
+        tokens, media = self.projector.tokenize(text, images)
+        reserve = self._reserve(request)
+        if len(tokens) > self.n_ctx - reserve:
+            media.free()
+            raise ContextOverflow(
+                f"the prompt with its images is {len(tokens)} tokens but the context holds "
+                f"{self.n_ctx}", hint="use fewer or smaller images, or raise num_ctx / --ctx")
+        return tokens, media
+
+    def _prompt_tokens(self, request: dict[str, Any], stats: GenStats) -> list[int]:
         prompt = str(request.get("prompt") or "")
         if request.get("suffix"):
             tokens = self._fim(prompt, str(request["suffix"]))
@@ -464,6 +617,15 @@ class LlamaCppBackend:
         out = {"role": m.get("role", "user"), "content": m.get("content") or ""}
         if m.get("tool_calls"):
             out["tool_calls"] = m["tool_calls"]
+        if m.get("images"):
+            out["images"] = m["images"]
+        if m.get("thinking"):
+            # An earlier reply's reasoning, under the names templates read: Ollama's
+            # ``thinking`` and Hugging Face's ``reasoning_content`` (Qwen3, DeepSeek-R1).
+            out["thinking"] = out["reasoning_content"] = m["thinking"]
+        for key in ("tool_call_id", "name", "tool_name"):  # a tool result's call
+            if m.get(key):
+                out[key] = m[key]
         return out
 
     # -- embeddings ----------------------------------------------------------------------------

@@ -128,6 +128,10 @@ class Job:
     logprobs: int = -1  # -1 off; 0 the chosen token; N also the top N
     arrived: float = field(default_factory=time.perf_counter)
     kind: str = "gen"  # gen | score
+    draft: str = "none"  # none | lookup | model: where speculative guesses come from
+    lookup: Any = None  # drafts.Lookup over the prompt and the reply so far
+    media: Any = None  # vision.Media: the prompt's image chunks by position
+    adapt: Any = None  # drafts.Adaptive: how many guesses, and when to pause
     slot: Slot | None = None
     n_past: int = 0
     pending: int | None = None
@@ -179,10 +183,13 @@ class Scheduler:
     """Owns the llama.cpp context; every call into it happens on this thread."""
 
     def __init__(self, model: Any, ctx: Any, n_slots: int, n_ctx_seq: int,
-                 n_batch: int, disk: Any = None, threads: int = 1) -> None:
+                 n_batch: int, disk: Any = None, threads: int = 1, draft: Any = None,
+                 projector: Any = None) -> None:
         import llama_cpp as L
 
         self.L = L
+        self.projector = projector  # a vision.Projector, or None
+        self.draft = draft  # a drafts.DraftModel, or None
         self.disk = disk  # a kvcache.DiskCache, or None
         self.tuner = ThreadTuner(L, ctx, threads)
         self.model = model
@@ -216,6 +223,8 @@ class Scheduler:
                 self._save_slot(slot)
             if self.disk is not None:
                 self.disk.flush()
+            if self.draft is not None:
+                self.draft.close()
         with contextlib.suppress(Exception):
             self.L.llama_batch_free(self.batch)
 
@@ -279,6 +288,8 @@ class Scheduler:
                 break
             job = self.waiting.pop(0)
             if job.cancelled.is_set():
+                if job.media is not None:
+                    job.media.free()
                 job.reply.done(stats={"done_reason": "cancel"})
                 continue
             self._place(job, free)
@@ -322,6 +333,8 @@ class Scheduler:
             self._prompt_finished(job, None, best.saved_logits)
             return
         keep = min(best_len, len(prompt) - 1)  # evaluate at least one token for logits
+        if job.media is not None:
+            keep = job.media.align(keep)
         self._forget(best, keep)
         job.n_past = keep
         job.stats.cached_tokens = keep
@@ -398,30 +411,87 @@ class Scheduler:
         return int(self.L.llama_decode(self.ctx, self.batch))
 
     def _decode(self, jobs: list[Job]) -> None:
-        """One token for every generating slot, in one llama_decode."""
+        """One token for every generating slot, in one llama_decode; a slot with guesses
+        (speculative decoding) also evaluates them, in the same call."""
         jobs.sort(key=lambda j: j.slot.seq if j.slot else 0)  # consecutive sequences
-        rows = []
+        rows: list[tuple[int, int, int, bool]] = []
+        plan: list[tuple[Job, int, list[int]]] = []
         for job in jobs:
             assert job.slot is not None and job.pending is not None
-            rows.append((job.pending, len(job.slot.cells), job.slot.seq, True))
+            guesses = self._guesses(job)
+            p = len(job.slot.cells)
+            plan.append((job, len(rows), guesses))
+            rows.append((job.pending, p, job.slot.seq, True))
+            rows.extend((g, p + 1 + i, job.slot.seq, True) for i, g in enumerate(guesses))
         started = time.perf_counter()
         rc = self._eval(rows)
-        self.tuner.record(len(rows), time.perf_counter() - started)
+        if len(rows) == len(jobs):  # thread tuning compares like with like: no guesses
+            self.tuner.record(len(rows), time.perf_counter() - started)
         if rc != 0:
             for job in jobs:
                 self._fail(job, GenerationError(f"llama_decode failed ({rc}) while generating"))
             return
-        for i, job in enumerate(jobs):
-            assert job.slot is not None and job.pending is not None
-            job.slot.cells.append(job.pending)
-            job.pending = None
-            self._sampled(job, i, None)
+        for job, first, guesses in plan:
+            self._verify(job, first, guesses)
+
+    def _guesses(self, job: Job) -> list[int]:
+        """Speculative guesses for a job's next tokens (none when drafting is off, paused
+        for not paying, or there is no room)."""
+        if job.draft == "none" or job.adapt is None or not job.adapt.allowed():
+            return []
+        slot = job.slot
+        assert slot is not None and job.pending is not None
+        room = min(job.max_tokens - len(job.generated) - 1,
+                   self.n_ctx_seq - len(slot.cells) - 2, self.n_batch // 2)
+        k = min(int(job.adapt.k), room)
+        if k <= 0:
+            return []
+        if job.draft == "lookup":
+            return list(job.lookup.guess(k))
+        if job.draft == "model" and self.draft is not None:
+            return list(self.draft.guess(slot.seq, [*slot.cells, job.pending], k))
+        return []
+
+    def _verify(self, job: Job, first: int, guesses: list[int]) -> None:
+        """Sample the target's own token at each evaluated row in turn: a guess that equals
+        it is kept (its cells are already computed) and the next row is valid; at the first
+        difference the sampled token is the next one and the rest is dropped."""
+        slot = job.slot
+        assert slot is not None and job.pending is not None and job.sampler is not None
+        slot.cells.append(job.pending)
+        job.pending = None
+        accepted = 0
+        token = -1
+        for i in range(len(guesses) + 1):
+            token = job.sampler.sample(self.ctx, first + i)
+            if not self._take(job, token, first + i, None):
+                if job.adapt is not None:
+                    job.adapt.record(len(guesses), accepted)
+                return
+            if i < len(guesses) and token == guesses[i]:
+                slot.cells.append(token)
+                accepted += 1
+                continue
+            break
+        if len(guesses) > accepted:
+            self.L.llama_memory_seq_rm(self.memory, slot.seq, len(slot.cells), -1)
+        if job.adapt is not None:
+            job.adapt.record(len(guesses), accepted)
+        job.pending = token
 
     def _prompt_step(self, job: Job, chunk: int) -> None:
         slot = job.slot
         assert slot is not None
         start = job.n_past
+        media = job.media
+        if media is not None and start in media.spans:
+            self._image_step(job, *media.spans[start])
+            return
         end = min(len(job.prompt), start + chunk)
+        if media is not None:
+            nxt = media.starts_after(start)
+            if nxt is not None:
+                end = min(end, nxt)
         last = end == len(job.prompt)
         rows = [(job.prompt[p], p, slot.seq, last and p == end - 1) for p in range(start, end)]
         rc = self._eval(rows)
@@ -433,6 +503,22 @@ class Scheduler:
         job.n_past = end
         if last:
             self._prompt_finished(job, len(rows) - 1, None)
+
+    def _image_step(self, job: Job, chunk: Any, n_pos: int) -> None:
+        """Encode one image and put it in the slot's sequence (llama.cpp's mtmd)."""
+        slot = job.slot
+        assert slot is not None and self.projector is not None
+        start = job.n_past
+        last = start + n_pos == len(job.prompt)
+        rc = self.projector.eval(self.ctx, chunk, start, slot.seq, self.n_batch, last)
+        if rc != 0:
+            self._forget(slot, start)
+            self._fail(job, GenerationError(f"the image could not be evaluated ({rc})"))
+            return
+        slot.cells.extend(job.prompt[start:start + n_pos])
+        job.n_past = start + n_pos
+        if last:
+            self._prompt_finished(job, -1, None)
 
     def _prompt_finished(self, job: Job, row: int | None, logits: Any) -> None:
         """The prompt is in the cache: keep its next-token logits, sample the first token."""
@@ -456,10 +542,19 @@ class Scheduler:
             token = job.sampler.sample(self.ctx, row)
         else:
             token = job.sampler.sample(self.ctx, -1, logits)
+        if self._take(job, token, row, logits):
+            job.pending = token
+
+    def _take(self, job: Job, token: int, row: int | None, logits: Any) -> bool:
+        """Act on a sampled token: end of generation, text out, stops and limits. True
+        when the job goes on (the token is to be decoded next)."""
+        assert job.sampler is not None and job.slot is not None
         if self.L.llama_vocab_is_eog(self.model.vocab, token):
             self._finish(job, "stop")
-            return
+            return False
         job.generated.append(token)
+        if job.lookup is not None:
+            job.lookup.append(token)
         fields: dict[str, Any] = {}
         if job.logprobs >= 0:
             view = logits if logits is not None else job.sampler.logits_view(self.ctx, row or 0)
@@ -474,11 +569,11 @@ class Scheduler:
             job.reply.chunk(**fields)
         if job.stream.stopped:
             self._finish(job, "stop")
-        elif len(job.generated) >= job.max_tokens or \
-                len(job.slot.cells) + 1 > self.n_ctx_seq:
+            return False
+        if len(job.generated) >= job.max_tokens or len(job.slot.cells) + 1 > self.n_ctx_seq:
             self._finish(job, "length")
-        else:
-            job.pending = token
+            return False
+        return True
 
     def _finish(self, job: Job, reason: str) -> None:
         slot = job.slot
@@ -495,8 +590,15 @@ class Scheduler:
         st.first_token_seconds = (job.first_text or now) - job.arrived
         st.done_reason = reason
         st.context = job.prompt + job.generated
+        if job.adapt is not None:
+            st.draft_tokens, st.draft_accepted = job.adapt.drafted, job.adapt.accepted
+        if slot is not None and len(slot.cells) < self.n_ctx_seq:
+            # cells past the reply (refused guesses) must not outlive it
+            self.L.llama_memory_seq_rm(self.memory, slot.seq, len(slot.cells), -1)
         if job.sampler is not None:
             job.sampler.close()
+        if job.media is not None:
+            job.media.free()
         if slot is not None:
             slot.job = None
             slot.last_used = now
@@ -505,6 +607,8 @@ class Scheduler:
     def _fail(self, job: Job, exc: BaseException) -> None:
         if job.sampler is not None:
             job.sampler.close()
+        if job.media is not None:
+            job.media.free()
         if job.slot is not None:
             job.slot.job = None
         job.reply.error(exc)

@@ -99,3 +99,56 @@ def parse_tool_calls(text: str, tools: list[dict[str, Any]]) -> list[dict[str, A
         if calls:
             return calls
     return []
+
+
+# -- forced calls -----------------------------------------------------------------------------
+#
+# OpenAI's tool_choice "required" (some call) and {"type": "function", "function": {"name"}}
+# (this call) are enforced with a grammar: the reply must be one call object. Even a tiny
+# model then answers with a well-formed call whose arguments match the tool's schema.
+
+
+def call_schema(tools: list[dict[str, Any]], name: str | None = None) -> dict[str, Any]:
+    """A JSON schema for one call ``{"name": ..., "arguments": {...}}`` to any of ``tools``
+    (or to the one named), to pass as a request's ``format``."""
+    chosen = [t for t in tools if name is None or t["function"]["name"] == name]
+    if not chosen:
+        known = ", ".join(t["function"]["name"] for t in tools)
+        raise InvalidInput(f"tool_choice names '{name}', which is not in 'tools' ({known})")
+
+    def one(tool: dict[str, Any]) -> dict[str, Any]:
+        params = tool["function"].get("parameters") or {}
+        if not params.get("type") and not any(k in params for k in ("anyOf", "oneOf", "$ref")):
+            params = {**params, "type": "object"}
+        return {"type": "object", "additionalProperties": False,
+                "required": ["name", "arguments"],
+                "properties": {"name": {"const": tool["function"]["name"]},
+                               "arguments": params}}
+
+    schemas = [one(t) for t in chosen]
+    return schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
+
+
+def tool_choice(tools: list[dict[str, Any]] | None, choice: Any
+                ) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
+    """Apply an OpenAI ``tool_choice``: (the tools to offer, a schema that forces a call or
+    None). Accepts "auto", "none", "required", {"type": "function", "function": {"name"}}
+    (chat completions) and {"type": "function", "name"} (responses)."""
+    if choice in (None, "auto"):
+        return tools, None
+    if choice == "none":
+        return None, None
+    if choice == "required":
+        if not tools:
+            raise InvalidInput("tool_choice 'required' needs 'tools'")
+        return tools, call_schema(tools)
+    if isinstance(choice, dict) and choice.get("type") == "function":
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        name = name or choice.get("name")
+        if isinstance(name, str) and name:
+            if not tools:
+                raise InvalidInput("tool_choice names a function but there are no 'tools'")
+            return tools, call_schema(tools, name)
+    raise InvalidInput('tool_choice must be "auto", "none", "required" or '
+                       '{"type": "function", "function": {"name": "..."}}')

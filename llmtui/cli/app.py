@@ -17,6 +17,8 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    doctor_cmd,
+    formats_cmd,
     gen_cmd,
     history_cmd,
     logs_cmd,
@@ -26,6 +28,9 @@ from llmtui.cli import (
     rag_cmd,
     runtime_cmd,
     scale_cmd,
+    setup_cmd,
+    vision_cmd,
+    voice_cmd,
 )
 from llmtui.errors import ExitCode, LlmtuiError
 
@@ -50,6 +55,11 @@ rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
+setup_cmd.register(app)
+doctor_cmd.register(app)
+formats_cmd.register(app)
+vision_cmd.register(app)
+voice_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
@@ -76,6 +86,9 @@ def _root(
 
         session.NO_DAEMON = True
     if ctx.invoked_subcommand is None:
+        if setup_cmd.first_run():  # nothing installed yet: the wizard first, then the chat
+            setup_cmd.setup(yes=False, model=None, min_speed=20.0, prompt=False,
+                            completion=None, autostart=None)
         chat_cmd.chat(model=None, conversation=None)
 
 

@@ -57,6 +57,9 @@ def chat(
 
     app = ChatApp(DaemonBackend(settings), history, settings, model=name,
                   attachment=attachment, conversation=conversation)
+    from llmtui.tui.images import prepare_terminal
+
+    prepare_terminal()  # which graphics the terminal draws (image previews), asked now
     try:
         app.run()
     finally:

@@ -31,6 +31,8 @@ class GenOptions:
     truncate: bool = False
     verbose: bool = False
     keep_alive: str | None = None
+    think: bool | str | None = None  # None: the model's default
+    hide_thinking: bool = False
 
 
 def build_options(model: str | None, system: str | None, temperature: float | None,
@@ -84,7 +86,42 @@ def read_stdin() -> str | None:
     """stdin as text when it is piped; None on a terminal. Binary input is refused."""
     if sys.stdin is None or sys.stdin.isatty():
         return None
+    return _text(sys.stdin.buffer.read())
+
+
+def read_stdin_or_image() -> tuple[str | None, bytes | None]:
+    """Piped stdin as (text, None), or (None, bytes) when it is an image (by its magic
+    bytes): `cat photo.png | llm run MODEL "describe"`."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return None, None
     data = sys.stdin.buffer.read()
+    from llmtui.media import detect
+
+    if detect(data) is not None:
+        return None, data
+    return _text(data), None
+
+
+def read_images(paths: list[str]) -> list[bytes]:
+    """The --image files (checked to be images by their magic bytes); '-' is stdin."""
+    if paths.count("-") > 1:
+        raise InvalidInput("--image - (stdin) can be given only once")
+    from llmtui.config import Settings, parse_size
+    from llmtui.media import read_image_file
+
+    limit = parse_size(Settings.load().config.get("max_image_size"))
+    return [read_image_file(p, max_bytes=limit) for p in paths]
+
+
+def vision_model() -> str | None:
+    """The model for images when none is named: vision_model, else default_model."""
+    from llmtui.config import Settings
+
+    value = Settings.load().config.get("vision_model")
+    return str(value) if value else None
+
+
+def _text(data: bytes) -> str:
     if b"\x00" in data:
         raise InvalidInput("stdin contains NUL bytes: binary input is not supported")
     try:
@@ -114,31 +151,44 @@ def write(text: str) -> None:
 def stream_reply(
     client: Any, opts: GenOptions, *, prompt: str | None = None,
     messages: list[dict[str, Any]] | None = None, echo: bool = True,
+    images: list[bytes] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Stream one reply to stdout (unless echo is off); returns (text, final stats)."""
+    """Stream one reply to stdout (unless echo is off); returns (text, final stats).
+    ``images`` go with the prompt (a vision model reads them)."""
     kw: dict[str, Any] = {"options": opts.options, "format": opts.format,
                           "truncate": opts.truncate}
     if opts.keep_alive is not None:
         kw["keep_alive"] = opts.keep_alive
+    if opts.think is not None:
+        kw["think"] = opts.think
     if messages is not None:
         it = client.chat(opts.model, messages, **kw)
         key = "message"
     else:
-        it = client.generate(opts.model, prompt or "", system=opts.system, **kw)
+        it = client.generate(opts.model, prompt or "", system=opts.system,
+                             images=images or None, **kw)
         key = "response"
     parts: list[str] = []
+    thoughts = Thoughts(echo and not opts.json_out and not opts.hide_thinking)
     final: dict[str, Any] = {}
     try:
         for part in it:
+            body = part[key] if key == "message" else part
+            thoughts.add(str(body.get("thinking") or ""))
             if part.get("done"):
                 final = part
                 break
-            text = part[key]["content"] if key == "message" else part.get("response", "")
+            text = body["content"] if key == "message" else part.get("response", "")
+            if text:
+                thoughts.end()
             parts.append(text)
             if echo and not opts.json_out:
                 write(text)
     finally:
         it.close()  # ends the HTTP stream: the daemon cancels the generation
+        thoughts.end()
+    if thoughts.text:
+        final = {**final, "thinking": thoughts.text}
     text = "".join(parts)
     if echo and not opts.json_out and text and not text.endswith("\n"):
         write("\n")
@@ -148,6 +198,44 @@ def stream_reply(
     if final.get("done_reason") == "length" and "num_predict" not in opts.options:
         info("note: the reply stopped because the context is full")
     return text, final
+
+
+class Thoughts:
+    """A thinking model's reasoning, shown on stderr (stdout stays the answer alone), as
+    Ollama's CLI frames it: "Thinking..." then the reasoning then "...done thinking."."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.parts: list[str] = []
+        self.open = False
+        self.dim = show and sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+
+    def add(self, text: str) -> None:
+        if not text:
+            return
+        self.parts.append(text)
+        if self.show:
+            if not self.open:
+                self.open = True
+                self._err("Thinking...\n")
+            self._err(text)
+
+    def end(self) -> None:
+        if self.open:
+            self.open = False
+            tail = "" if "".join(self.parts).endswith("\n") else "\n"
+            self._err(tail + "...done thinking.\n\n")
+
+    def _err(self, text: str) -> None:
+        try:
+            sys.stderr.write(f"\x1b[2m{text}\x1b[0m" if self.dim else text)
+            sys.stderr.flush()
+        except (BrokenPipeError, ValueError):
+            self.show = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
 
 
 def stats_of(final: dict[str, Any]) -> dict[str, Any]:
@@ -163,27 +251,40 @@ def stats_of(final: dict[str, Any]) -> dict[str, Any]:
         "time_to_first_token": (final.get("first_token_duration") or 0) / 1e9,
         "done_reason": final.get("done_reason"),
         "truncated_tokens": final.get("truncated_tokens", 0),
+        "prompt_eval_cached_count": final.get("prompt_eval_cached_count", 0),
+        "draft_count": final.get("draft_count", 0),
+        "draft_accepted_count": final.get("draft_accepted_count", 0),
     }
 
 
 def emit_result(opts: GenOptions, text: str, final: dict[str, Any]) -> None:
     if opts.json_out:
-        write(json.dumps({"model": opts.model, "text": text, "stats": stats_of(final)},
-                          ensure_ascii=False) + "\n")
+        out: dict[str, Any] = {"model": opts.model, "text": text}
+        if final.get("thinking"):
+            out["thinking"] = final["thinking"]
+        write(json.dumps({**out, "stats": stats_of(final)}, ensure_ascii=False) + "\n")
     if opts.verbose:
         s = stats_of(final)
+        cached = f" ({s['prompt_eval_cached_count']} cached)" \
+            if s["prompt_eval_cached_count"] else ""
+        drafts = ""
+        if s["draft_count"]:
+            drafts = (f" · drafts {s['draft_accepted_count']}/{s['draft_count']} kept "
+                      f"({100 * s['draft_accepted_count'] / s['draft_count']:.0f}%)")
         info(f"load {(s['load_duration'] or 0) / 1e9:.2f}s · prompt {s['prompt_eval_count']} "
-             f"tokens · {s['eval_count']} tokens at {s['tokens_per_second'] or 0:.1f}/s · "
-             f"first token {s['time_to_first_token'] * 1000:.0f} ms")
+             f"tokens{cached} · {s['eval_count']} tokens at {s['tokens_per_second'] or 0:.1f}/s"
+             f" · first token {s['time_to_first_token'] * 1000:.0f} ms{drafts}")
 
 
 def run_one(opts: GenOptions, prompt: str | None = None,
-            messages: list[dict[str, Any]] | None = None) -> None:
+            messages: list[dict[str, Any]] | None = None,
+            images: list[bytes] | None = None) -> None:
     from llmtui.cli.session import connect
 
     with connect() as client:
         try:
-            text, final = stream_reply(client, opts, prompt=prompt, messages=messages)
+            text, final = stream_reply(client, opts, prompt=prompt, messages=messages,
+                                       images=images)
         except Quiet:
             silence_stdout()
             return
@@ -244,3 +345,7 @@ CtxOpt = typer.Option(None, "--ctx", help="Context length to load the model with
 TruncOpt = typer.Option(False, "--truncate", help="Cut input that does not fit the context "
                         "(reported on stderr) instead of failing.")
 VerboseOpt = typer.Option(False, "--verbose", "-v", help="Print timing stats on stderr.")
+ImageOpt = typer.Option(None, "--image", "-i", help="An image for a vision model (PNG, "
+                        "JPEG, WebP, GIF); repeatable; '-' reads it from stdin.")
+#: The prompt when only an image is given.
+DESCRIBE_PROMPT = "Describe this image."

@@ -6,8 +6,10 @@ from __future__ import annotations
 import typer
 
 from llmtui.cli.common import (
+    DESCRIBE_PROMPT,
     CtxOpt,
     FormatOpt,
+    ImageOpt,
     JsonOpt,
     MaxOpt,
     ModelOpt,
@@ -21,9 +23,12 @@ from llmtui.cli.common import (
     compose,
     emit_result,
     rag_answer,
+    read_images,
     read_stdin,
+    read_stdin_or_image,
     run_one,
     silence_stdout,
+    vision_model,
 )
 from llmtui.errors import InvalidInput
 
@@ -35,20 +40,58 @@ def run(
     max_tokens: int | None = MaxOpt, fmt: str | None = FormatOpt, json_out: bool = JsonOpt,
     ctx: int | None = CtxOpt, truncate: bool = TruncOpt, verbose: bool = VerboseOpt,
     keep_alive: str | None = typer.Option(None, "--keep-alive", help="e.g. 10m, 0, -1."),
+    think: bool | None = typer.Option(
+        None, "--think/--no-think", show_default=False,
+        help="Turn a thinking model's reasoning on or off (default: the model's)."),
+    think_level: str | None = typer.Option(
+        None, "--think-level", help="Reasoning effort for models that take one: low, "
+        "medium or high (implies --think)."),
+    hide_thinking: bool = typer.Option(
+        False, "--hidethinking", help="Let the model think, but do not show its reasoning."),
+    draft: str | None = typer.Option(
+        None, "--draft", help="Speculative decoding: lookup, none, or a draft model's name."),
+    image: list[str] = ImageOpt,
 ) -> None:
-    """Run a prompt (one-shot with a prompt or stdin) or an interactive session."""
+    """Run a prompt (one-shot with a prompt or stdin) or an interactive session.
+
+    A thinking model's reasoning goes to stderr, framed by "Thinking..." and
+    "...done thinking."; stdout carries the answer alone."""
     words = list(args or [])
     if model is None and words:
         model = model_word(words)
+    images = read_images(image or [])
+    stdin: str | None = None
+    if "-" not in (image or []):
+        stdin, piped_image = read_stdin_or_image()
+        if piped_image is not None:
+            images.append(piped_image)
+    if images and model is None:
+        model = vision_model()
     opts = build_options(model, system, temperature, seed, max_tokens, fmt, ctx, json_out,
                          truncate, verbose)
+    opts.hide_thinking = hide_thinking
+    if think_level is not None:
+        from llmtui.backends.thinking import LEVELS
+
+        if think_level.lower() not in LEVELS or think is False:
+            raise InvalidInput("--think-level must be low, medium or high (and goes "
+                               "without --no-think)")
+        opts.think = think_level.lower()
+    elif think is not None:
+        opts.think = think
+    if draft is not None:
+        from llmtui.api.validate import check_options
+
+        opts.options.update(check_options({"draft": draft}))
     if keep_alive is not None:
         from llmtui.engine.manager import parse_keep_alive
 
         parse_keep_alive(keep_alive)
         opts.keep_alive = keep_alive
-    stdin = read_stdin()
     prompt = compose(stdin, " ".join(words))
+    if images:
+        run_one(opts, prompt=prompt or DESCRIBE_PROMPT, images=images)
+        return
     if stdin is not None or words:
         if not prompt:
             raise InvalidInput("nothing to do: the prompt and stdin are empty")

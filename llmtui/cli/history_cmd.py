@@ -43,7 +43,7 @@ def list_(
 def show(ref: str = typer.Argument(..., help="Number from `list`, id or id prefix.")) -> None:
     """Print a conversation as Markdown."""
     h = _history()
-    sys.stdout.write(h.get(h.resolve(ref)).to_markdown())
+    sys.stdout.write(h.get(h.resolve(ref)).to_markdown(h.images_dir))
 
 
 @app.command("export")
@@ -59,8 +59,8 @@ def export(
         raise InvalidInput(f"unknown format '{fmt}' (md or json)")
     h = _history()
     conv = h.get(h.resolve(ref))
-    text = conv.to_markdown() if fmt == "md" else json.dumps(conv.to_json(), indent=2,
-                                                              ensure_ascii=False) + "\n"
+    text = conv.to_markdown(h.images_dir) if fmt == "md" else json.dumps(
+        h.export_json(conv), indent=2, ensure_ascii=False) + "\n"
     if output is None:
         sys.stdout.write(text)
         return

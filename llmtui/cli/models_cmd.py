@@ -36,18 +36,36 @@ def pull(
 
 
 def import_(
-    path: Path = typer.Argument(..., help="A GGUF file."),
+    path: Path = typer.Argument(..., help="A GGUF file, an ONNX / OpenVINO model folder, a "
+                                "Piper voice (.onnx with its .onnx.json) or a faster-whisper "
+                                "(CTranslate2) folder."),
     name: str = typer.Option(..., "--name", "-n", help="Install as this name (foo:latest)."),
     link: bool = typer.Option(False, "--link", help="Run it where it lies; no copy."),
+    mmproj: Path | None = typer.Option(None, "--mmproj", help="The vision projector "
+                                       "(mmproj GGUF) that goes with the model."),
 ) -> None:
-    """Add a local GGUF file to the store (copied, or linked with --link)."""
+    """Add a local model to the store (copied, or linked with --link)."""
     from llmtui.cli.progress import PullProgress
-    from llmtui.models.pull import import_file
+    from llmtui.models.pull import import_file, speech_files
 
+    # A speech model (Whisper folder, Piper voice) is read by import_file; other folders
+    # are ONNX / OpenVINO models.
+    if path.is_dir() and speech_files(path.expanduser()) is None:
+        from llmtui.errors import InvalidInput
+        from llmtui.models.folders import add_folder
+
+        if link:
+            raise InvalidInput("--link is for single GGUF files; a folder is copied")
+        with PullProgress() as progress:
+            manifest = add_folder(_store(), path, name, on_event=progress)
+        info(f"copied {path} as {manifest.name} ({manifest.format})")
+        return
     with PullProgress() as progress:
-        manifest = import_file(_store(), path, name, link=link, on_event=progress)
+        manifest = import_file(_store(), path, name, link=link, mmproj=mmproj,
+                               on_event=progress)
     how = "linked" if link else "copied"
-    info(f"{how} {path} as {manifest.name}")
+    extra = f" with projector {mmproj.name} (vision)" if mmproj is not None else ""
+    info(f"{how} {path}{extra} as {manifest.name}")
 
 
 def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
@@ -57,21 +75,23 @@ def list_models(json_out: bool = typer.Option(False, "--json", help="Print JSON.
     if json_out:
         print_json([
             {**m.to_json(), "modified": store.modified(m),
-             "location": str(store.layer_path(m.layers[0]))}
+             "location": str(store.layer_path(m.layers[0]) if len(m.layers) == 1
+                             else store.model_dir(m))}
             for m in manifests
         ])
         return
     now = time.time()
     rows = [
-        [m.name, human_size(m.size), m.quantization or "-", m.family or "-",
-         human_age(now - store.modified(m)),
+        [m.name, human_size(m.size), m.quantization or "-", m.format, m.family or "-",
+         "text+image" if m.projector else "text", human_age(now - store.modified(m)),
          str(store.layer_path(m.layers[0])) if m.linked else "store"]
         for m in manifests
     ]
     if not rows and sys.stdout.isatty():
         info("no models installed; try: llm pull smollm2:135m")
         return
-    print_table(None, ["NAME", "SIZE", "QUANT", "FAMILY", "MODIFIED", "LOCATION"], rows)
+    print_table(None, ["NAME", "SIZE", "QUANT", "FORMAT", "FAMILY", "INPUT", "MODIFIED",
+                       "LOCATION"], rows)
 
 
 def show(
@@ -88,11 +108,19 @@ def show(
         from llmtui.models.gguf_info import read_info
 
         gguf = read_info(path)
+    from llmtui.models.capabilities import capabilities
+
+    native: dict[str, Any] = {}
+    if manifest.format in ("onnx", "openvino"):
+        from llmtui.models.folders import native_metadata
+
+        native = native_metadata(path, manifest.format)
+    chat_template = gguf.chat_template if gguf else native.get("chat_template")
     if template:
-        if gguf is None or gguf.chat_template is None:
+        if not chat_template:
             info(f"{manifest.name} has no chat template (plain completion)")
             return
-        sys.stdout.write(gguf.chat_template.rstrip("\n") + "\n")
+        sys.stdout.write(chat_template.rstrip("\n") + "\n")
         return
     data: dict[str, Any] = {
         "name": manifest.name, "format": manifest.format, "family": manifest.family,
@@ -102,26 +130,49 @@ def show(
         "quantization": gguf.quantization if gguf else manifest.quantization,
         "context_length": gguf.context_length if gguf else manifest.context_length,
         "embedding_length": gguf.embedding_length if gguf else None,
-        "chat_template": bool(gguf and gguf.chat_template),
+        "chat_template": bool(chat_template),
+        "runtime": native.get("runtime"),
         "license": (gguf.license if gguf else None) or manifest.license,
-        "capabilities": list(manifest.capabilities),
+        "capabilities": capabilities(manifest, gguf.metadata if gguf else {},
+                                     manifest.template or chat_template),
         "size": manifest.size, "digest": f"sha256:{manifest.digest}",
         "source": manifest.source,
-        "location": str(path if len(manifest.layers) == 1 else store.model_dir(manifest)),
+        "location": str(path if len(manifest.layers) == 1 or manifest.format == "gguf"
+                        else store.model_dir(manifest)),
         "linked": manifest.linked,
         "created": manifest.created,
     }
+    meta = gguf.metadata if gguf is not None else native.get("metadata", {})
+    projector = _projector(store, manifest)
+    if projector is not None:
+        data["projector"] = projector
     if json_out:
-        if gguf is not None:
-            data["template"] = gguf.chat_template
+        if gguf is not None or native:
+            data["template"] = chat_template
             if metadata:
-                data["metadata"] = gguf.metadata
+                data["metadata"] = meta
         print_json(data)
         return
-    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items() if v not in (None, "")]
-    if metadata and gguf is not None:
-        rows += [[k, _fmt(v)[:120]] for k, v in sorted(gguf.metadata.items())]
+    rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items()
+            if v not in (None, "") and k != "projector"]
+    if projector is not None:
+        rows += [["projector", f"{projector['projector_type']} ({projector['file']})"],
+                 ["image size", _fmt(projector["image_size"])],
+                 ["tokens per image", _fmt(projector["tokens_per_image"] or "dynamic")]]
+    if metadata and meta:
+        rows += [[k, _fmt(v)[:120]] for k, v in sorted(meta.items())]
     print_table(manifest.name, ["FIELD", "VALUE"], rows)
+
+
+def _projector(store: Any, manifest: Any) -> dict[str, Any] | None:
+    """What `llm show` says about a vision model's projector, read from the file."""
+    path = store.projector_path(manifest)
+    if path is None:
+        return None
+    from llmtui.models.projector import read_projector
+
+    return {**read_projector(path, manifest.projector.filename).to_json(),
+            "file": manifest.projector.filename, "size": manifest.projector.size}
 
 
 def _fmt(value: Any) -> str:
@@ -170,31 +221,40 @@ def catalog(
     term: str | None = typer.Argument(None, help="Only entries matching this word."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """What can be pulled, and whether it fits this machine's RAM."""
-    from llmtui.models.catalog import fit, load_catalog, recommend, search, total_ram
+    """What can be pulled, whether it fits this machine and how fast it would decode."""
+    from llmtui.config import Settings
+    from llmtui.machine import estimate, for_settings, recommend
+    from llmtui.models.catalog import load_catalog, search
 
     entries = search(term) if term else list(load_catalog().values())
-    ram = total_ram()
+    machine = for_settings(Settings.load())
     installed = {m.name for m in _store().models()}
+    ests = {e.name: estimate(machine, e.size, e.ram) for e in entries}
+    rec = next(iter(recommend(machine, load_catalog().values())), None)
     if json_out:
         print_json({
-            "ram_total": ram,
-            "recommended": (rec.name if (rec := recommend(ram)) else None),
-            "models": [{**e.to_json(), "fit": fit(e.ram, ram), "installed": e.name in installed}
-                       for e in entries],
+            "ram_total": machine.ram_total,
+            "bandwidth": round(machine.bandwidth),
+            "recommended": rec.name if rec else None,
+            "models": [{**e.to_json(), **ests[e.name].to_json(),
+                        "installed": e.name in installed} for e in entries],
         })
         return
     rows = [
         [e.name, e.parameters, e.quantization, human_size(e.size), human_size(e.ram),
-         fit(e.ram, ram), ",".join(e.capabilities), "yes" if e.name in installed else ""]
+         ests[e.name].fit, (f"~{ests[e.name].tokens_per_second:.0f}"
+                            if {"chat", "completion"} & set(e.capabilities) else "-"),
+         ",".join(e.capabilities), "yes" if e.name in installed else ""]
         for e in entries
     ]
-    print_table(f"Catalog (this machine: {human_size(ram)} RAM)",
-                ["NAME", "PARAMS", "QUANT", "SIZE", "RAM", "FIT", "CAPABILITIES", "INSTALLED"],
-                rows)
-    rec = recommend(ram)
+    print_table(f"Catalog (this machine: {human_size(machine.ram_total)} RAM, "
+                f"{machine.bandwidth / 1e9:.1f} GB/s measured)",
+                ["NAME", "PARAMS", "QUANT", "SIZE", "RAM", "FIT", "TOK/S", "CAPABILITIES",
+                 "INSTALLED"], rows)
     if rec is not None:
-        info(f"recommended for this machine: {rec.name} ({rec.description})")
+        info(f"recommended for this machine: {rec.name} ({rec.description}; "
+             f"~{ests.get(rec.name, estimate(machine, rec.size, rec.ram)).tokens_per_second:.0f}"
+             " tokens/s expected)")
 
 
 def search_cmd(

@@ -15,6 +15,8 @@ HELP = """Commands:
   /set system TEXT          set the system prompt
   /set parameter NAME VALUE set an option (temperature, top_p, top_k, seed, num_predict, num_ctx)
   /set verbose | quiet      show or hide timing stats
+  /set think | nothink      turn a thinking model's reasoning on or off
+  /set hidethinking | nohidethinking   hide or show the reasoning
   /show                     show the model and the current settings
   /clear                    forget the conversation
   /bye                      exit (Ctrl-D too)
@@ -101,7 +103,10 @@ def repl(opts: GenOptions) -> None:
                     info(f"error: {exc}")
                     messages.pop()
                     continue
-                messages.append({"role": "assistant", "content": reply})
+                answer: dict[str, Any] = {"role": "assistant", "content": reply}
+                if final.get("thinking"):
+                    answer["thinking"] = final["thinking"]
+                messages.append(answer)
                 emit_result(opts, reply, final)
         finally:
             if readline is not None and hist is not None:
@@ -128,6 +133,11 @@ def _command(line: str, opts: GenOptions, messages: list[dict[str, Any]]) -> boo
         if what == "system":
             opts.system = line.split(maxsplit=2)[2] if len(words) > 2 else None
             info("system prompt set" if opts.system else "system prompt cleared")
+        elif what in ("think", "nothink"):
+            opts.think = what == "think"
+            info("thinking on" if opts.think else "thinking off")
+        elif what in ("hidethinking", "nohidethinking"):
+            opts.hide_thinking = what == "hidethinking"
         elif what == "verbose":
             opts.verbose = True
         elif what == "quiet":
@@ -136,12 +146,13 @@ def _command(line: str, opts: GenOptions, messages: list[dict[str, Any]]) -> boo
             name, raw = words[2], words[3]
             try:
                 value: Any = int(raw) if raw.lstrip("-").isdigit() else float(raw)
-                opts.options = check_options({**opts.options, name: value})
+                opts.options = check_options({**opts.options, name: value}, strict=True)
                 info(f"set {name} = {value}")
             except (ValueError, LlmtuiError) as exc:
                 info(f"error: {exc}")
         else:
-            info("usage: /set system TEXT | /set parameter NAME VALUE | /set verbose|quiet")
+            info("usage: /set system TEXT | /set parameter NAME VALUE | /set verbose|quiet "
+                 "| /set think|nothink")
     else:
         info(f"unknown command {cmd}; /? for help")
     return True

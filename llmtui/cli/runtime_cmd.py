@@ -160,6 +160,8 @@ def ps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
     rows = []
     for m in models:
         where = "GPU" if m.get("size_vram") else "CPU"
+        if m.get("backend") not in (None, "llama.cpp"):  # the runtime and its device/EPs
+            where += f" ({m['backend']}: {m.get('device') or '-'})"
         until = m.get("expires_at") or ""
         if until.startswith("2318"):
             until = "forever"

@@ -7,7 +7,8 @@ Both speak the daemon's Ollama API over its Unix socket (started on demand) or o
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+import os
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -34,6 +35,7 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "busy": errors.BusyError, "usage": errors.UsageError,
     "collection_not_found": errors.CollectionNotFound,
     "embedding_mismatch": errors.EmbeddingMismatch, "missing_extra": _MissingExtra,
+    "no_audio_device": errors.NoAudioDevice,
     "remote_unavailable": errors.RemoteUnavailable,
 }
 
@@ -60,6 +62,12 @@ def _decode(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return {"error": resp.text[:300] or f"HTTP {resp.status_code}"}
+
+
+def _file_chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        while chunk := fh.read(size):
+            yield chunk
 
 
 def _lost(exc: Exception) -> errors.DaemonUnavailable:
@@ -95,6 +103,21 @@ class _Base:
         self.socket = str(live["socket"])
         return self.socket
 
+    def _local_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        """TCP to a host; else the local daemon's socket, or its loopback port and token
+        where there are no Unix sockets (llmtui/compat.py)."""
+        if self.host:
+            return self._client_kwargs()
+        from llmtui.daemon import lifecycle
+
+        endpoint = self._socket_path()
+        token = None
+        if lifecycle.is_tcp(endpoint) and not self.headers:
+            token = lifecycle.local_token(self.settings or Settings.load())
+        kw = lifecycle.connection(endpoint, token, asynchronous=asynchronous)
+        return {**kw, "timeout": self.timeout, "headers": {**kw.get("headers", {}),
+                                                           **self.headers}}
+
     def _client_kwargs(self) -> dict[str, Any]:
         if self.host:
             return {"base_url": self.host, "timeout": self.timeout, "headers": self.headers}
@@ -104,8 +127,13 @@ class _Base:
     def _generate_body(model: str, prompt: str, *, system: str | None = None,
                        options: dict[str, Any] | None = None, format: Any = None,
                        raw: bool = False, keep_alive: Any = None, truncate: bool = False,
-                       stream: bool = True) -> dict[str, Any]:
+                       stream: bool = True, think: Any = None,
+                       images: Any = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": model, "prompt": prompt, "stream": stream}
+        if think is not None:
+            body["think"] = think
+        if images:
+            body["images"] = _images(images)
         if system:
             body["system"] = system
         if options:
@@ -124,8 +152,11 @@ class _Base:
     def _chat_body(model: str, messages: list[dict[str, Any]], *,
                    options: dict[str, Any] | None = None, format: Any = None,
                    keep_alive: Any = None, truncate: bool = False, tools: Any = None,
-                   stream: bool = True) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": model, "messages": messages, "stream": stream}
+                   stream: bool = True, think: Any = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": model, "messages": [_message(m) for m in messages],
+                                "stream": stream}
+        if think is not None:
+            body["think"] = think
         if options:
             body["options"] = options
         if format is not None:
@@ -139,6 +170,20 @@ class _Base:
         return body
 
 
+def _images(images: Any) -> list[str]:
+    """Images as the API takes them (base64), from paths, bytes or PIL images."""
+    from llmtui.media import to_base64
+
+    items = images if isinstance(images, list | tuple) else [images]
+    return [to_base64(image) for image in items]
+
+
+def _message(message: dict[str, Any]) -> dict[str, Any]:
+    if not message.get("images"):
+        return message
+    return {**message, "images": _images(message["images"])}
+
+
 class Client(_Base):
     """Synchronous client. Streaming methods return iterators of Ollama-shaped dicts.
 
@@ -148,6 +193,9 @@ class Client(_Base):
         client = Client()
         for part in client.generate("smollm2:135m", "Why is the sky blue?"):
             print(part["response"], end="")
+
+    Images (for vision models) are paths, bytes or PIL images: ``generate(model, "What
+    is this?", images=["photo.jpg"])``, or ``"images": [...]`` in a chat message.
     """
 
     _conn: httpx.Client | None = None
@@ -155,12 +203,7 @@ class Client(_Base):
     def _http(self) -> httpx.Client:
         """One connection pool for the client's life (building one costs milliseconds)."""
         if self._conn is None:
-            if self.host:
-                self._conn = httpx.Client(**self._client_kwargs())
-            else:
-                # No TLS on a Unix socket: skipping verify avoids loading the CA bundle.
-                transport = httpx.HTTPTransport(uds=self._socket_path(), verify=False)
-                self._conn = httpx.Client(transport=transport, **self._client_kwargs())
+            self._conn = httpx.Client(**self._local_kwargs(asynchronous=False))
         return self._conn
 
     def close(self) -> None:
@@ -198,11 +241,16 @@ class Client(_Base):
             raise_for_error(_decode(resp), resp.status_code)
         return _decode(resp) if resp.content else {}
 
-    def stream(self, path: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """POST and yield NDJSON objects; closing the iterator cancels on the daemon."""
+    def stream(self, path: str, body: dict[str, Any] | None = None,
+               **send: Any) -> Iterator[dict[str, Any]]:
+        """POST and yield NDJSON objects; closing the iterator cancels on the daemon.
+        ``send`` goes to httpx as is (``content=``, ``params=``, ``headers=``) for bodies
+        that are not JSON, such as an audio upload."""
+        if body is not None:
+            send["json"] = body
         for attempt in (0, 1):
             try:
-                with self._http().stream("POST", path, json=body) as resp:
+                with self._http().stream("POST", path, **send) as resp:
                     if resp.status_code >= 400:
                         resp.read()
                         raise_for_error(_decode(resp), resp.status_code)
@@ -237,6 +285,43 @@ class Client(_Base):
     def tokenize(self, model: str, text: str) -> list[int]:
         return list(self.request("POST", "/api/x/tokenize", {"model": model, "text": text})
                     ["tokens"])
+
+    # -- speech ------------------------------------------------------------------------------
+
+    def transcribe(self, file: str | os.PathLike[str] | None = None, *,
+                   data: bytes | Iterable[bytes] | None = None, model: str | None = None,
+                   filename: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+        """Transcribe an audio file (or bytes, or an iterable of byte chunks, streamed up):
+        yields an ``info`` line, one line per ``segment`` as it is decoded, then ``done``.
+        Options: language, translate, word_timestamps, vad, beam_size, temperature, prompt,
+        keep_alive. A local file is read by the daemon itself on the Unix socket."""
+        fields = {k: v for k, v in options.items() if v is not None}
+        if model:
+            fields["model"] = model
+        if file is not None and data is None:
+            path = os.path.abspath(os.fspath(file))
+            if not self.host:
+                return self.stream("/api/x/transcribe", {**fields, "path": path})
+            filename = filename or os.path.basename(path)
+            data = _file_chunks(path)
+        params = {k: (str(v).lower() if isinstance(v, bool) else str(v))
+                  for k, v in fields.items()}
+        if filename:
+            params["filename"] = filename
+        return self.stream("/api/x/transcribe", content=data, params=params,
+                           headers={"Content-Type": "application/octet-stream"})
+
+    def speak(self, text: str, *, voice: str | None = None, rate: float | None = None,
+              **options: Any) -> Iterator[dict[str, Any]]:
+        """Synthesize speech: yields lines with base64 16-bit mono PCM (``audio``,
+        ``sample_rate``) as each sentence is ready, then ``done``."""
+        body: dict[str, Any] = {"input": text,
+                                **{k: v for k, v in options.items() if v is not None}}
+        if voice:
+            body["voice"] = voice
+        if rate is not None:
+            body["rate"] = rate
+        return self.stream("/api/x/speak", body)
 
     # -- models ------------------------------------------------------------------------------
 
@@ -275,10 +360,7 @@ class AsyncClient(_Base):
     """Asynchronous client with the same methods, for asyncio programs and the TUI."""
 
     def _http(self) -> httpx.AsyncClient:
-        if self.host:
-            return httpx.AsyncClient(**self._client_kwargs())
-        transport = httpx.AsyncHTTPTransport(uds=self._socket_path(), verify=False)
-        return httpx.AsyncClient(transport=transport, **self._client_kwargs())
+        return httpx.AsyncClient(**self._local_kwargs(asynchronous=True))
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:

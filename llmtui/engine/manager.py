@@ -18,6 +18,9 @@ from llmtui.errors import BusyError, GenerationError, InvalidInput, LlmtuiError
 from llmtui.models.names import ModelName
 from llmtui.models.store import Manifest, Store
 
+#: Speculative decoding settings that need no second model.
+DRAFT_MODES = ("lookup", "none", "off")
+
 #: Options that change how a model is loaded; a request that changes one reloads it.
 LOAD_OPTIONS = ("num_ctx", "num_gpu", "num_thread", "num_parallel")
 
@@ -57,6 +60,9 @@ class Metrics:
     completion_seconds: float = 0.0
     worker_restarts: int = 0
     loads: int = 0
+    draft_tokens: int = 0
+    draft_accepted: int = 0
+    cached_tokens: int = 0
     ttft_buckets: list[int] = field(default_factory=lambda: [0] * len(Metrics.TTFT_BOUNDS))
     ttft_sum: float = 0.0
     ttft_count: int = 0
@@ -116,6 +122,7 @@ class EngineManager:
             self.default_parallel = int(cfg.get("num_parallel"))
         self.flash_attention = str(os.environ.get("LLMTUI_FLASH_ATTENTION") or
                                    cfg.get("flash_attention"))
+        self.default_draft = str(cfg.get("draft"))
         self.kv_cache_type = str(os.environ.get("LLMTUI_KV_CACHE_TYPE") or
                                  os.environ.get("OLLAMA_KV_CACHE_TYPE") or
                                  cfg.get("kv_cache_type")).lower()
@@ -192,7 +199,29 @@ class EngineManager:
             "kv_cache_dir": str(self.prompt_cache_dir),
             "kv_cache_bytes": 0 if embedding else self.prompt_cache_bytes,
             "rpc_servers": self.rpc_servers,
+            **({} if embedding else self._draft_options(manifest, options)),
+            **({"mmproj": str(mm)} if not embedding and (mm := self.store.projector_path(manifest))
+               else {}),  # a vision model's projector (issue 19)
         }
+
+    def _draft_options(self, manifest: Manifest, options: dict[str, Any]) -> dict[str, Any]:
+        """Speculative decoding: the default for requests that set none (the model's
+        parameters, else the config), and the draft model to load beside this one when
+        the request or that default names one."""
+        default = str(manifest.parameters_override.get("draft") or self.default_draft)
+        asked = str(options.get("draft") or "")
+        out: dict[str, Any] = {"draft": default}
+        name_text = asked if asked and asked not in DRAFT_MODES else \
+            (default if default not in DRAFT_MODES else "")
+        if not name_text:
+            return out
+        name = ModelName.parse(name_text)
+        draft_manifest, path = self.store.resolve_file(name)
+        if draft_manifest.format != "gguf":
+            raise InvalidInput(f"draft model '{name}' is not a GGUF model")
+        if default == name_text:
+            out["draft"] = str(name)
+        return {**out, "draft_model": str(path), "draft_name": str(name)}
 
     async def _runner(self, model: str, options: dict[str, Any], *,
                       embedding: bool = False) -> Runner:
@@ -210,6 +239,9 @@ class EngineManager:
                 same_file = runner.manifest.digest == manifest.digest
                 changed = any(k in options and wanted[k] != runner.load_options[k]
                               for k in LOAD_OPTIONS)
+                if wanted.get("draft_model") and \
+                        wanted["draft_model"] != runner.load_options.get("draft_model"):
+                    changed = True  # a request names a draft model not loaded yet
                 if same_file and not changed:
                     return runner
                 while runner.busy:  # let in-flight requests finish before reloading
@@ -239,7 +271,7 @@ class EngineManager:
     async def _make_room(self, need: int, label: str) -> None:
         """Evict idle models, least recently used first, until the new one fits."""
         if need > self.budget:
-            raise LlmtuiError(
+            raise InvalidInput(
                 f"'{label}' needs about {need / 1e9:.1f} GB but the memory budget is "
                 f"{self.budget / 1e9:.1f} GB",
                 hint="use a smaller model or context, or raise memory_budget "
@@ -336,6 +368,9 @@ class EngineManager:
                     self.metrics.prompt_tokens += int(stats.get("prompt_tokens") or 0)
                     self.metrics.completion_tokens += int(stats.get("completion_tokens") or 0)
                     self.metrics.completion_seconds += float(stats.get("completion_seconds") or 0.0)
+                    self.metrics.draft_tokens += int(stats.get("draft_tokens") or 0)
+                    self.metrics.draft_accepted += int(stats.get("draft_accepted") or 0)
+                    self.metrics.cached_tokens += int(stats.get("cached_tokens") or 0)
                     yield {"done": True, "stats": stats}
 
     async def run(self, model: str, op: str, payload: dict[str, Any],

@@ -31,6 +31,18 @@ class GGUFInfo:
     license: str | None
     tensor_count: int
     metadata: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: GGUF value type of each metadata key (4 = uint32, 6 = float32, 7 = bool, 8 = string)
+    types: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+    #: tensor name -> dims in GGUF order (ggml's ne: the fastest-varying first)
+    tensors: dict[str, tuple[int, ...]] = field(default_factory=dict, compare=False,
+                                                repr=False)
+
+    @property
+    def is_projector(self) -> bool:
+        """A multimodal projector (mmproj), as converters mark it, not a language model."""
+        return (self.metadata.get("general.type") == "mmproj"
+                or self.architecture in PROJECTORS or "clip.has_vision_encoder" in self.metadata
+                or "clip.projector_type" in self.metadata)
 
 
 def check_header(path: Path) -> int:
@@ -98,13 +110,33 @@ _SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: 
 _STRING, _ARRAY = 8, 9
 
 
-def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
+class SkippedArray(str):
+    """Stands for an array that was not read (vocabularies are large): "[array of N]"."""
+
+    length: int
+
+    def __new__(cls, length: int) -> SkippedArray:
+        obj = super().__new__(cls, f"[array of {length}]")
+        obj.length = length
+        return obj
+
+
+def _value(cur: _Cursor, vtype: int, depth: int = 0, arrays: int = 0) -> Any:
     if vtype in _SCALARS:
         return cur.unpack(_SCALARS[vtype])
     if vtype == _STRING:
         return cur.string()
     if vtype == _ARRAY and depth < 2:
         item_type, count = cur.unpack("I"), cur.unpack("Q")
+        if arrays < 0 or count <= arrays:
+            if item_type in _SCALARS:
+                fmt = _SCALARS[item_type]
+                if count * struct.calcsize("<" + fmt) > len(cur.buf) - cur.pos:
+                    raise BadModelFile(f"{cur.name} is truncated: metadata runs past the "
+                                       "end of the file")
+                return list(struct.unpack(f"<{count}{fmt}",
+                                          cur.take(count * struct.calcsize("<" + fmt))))
+            return [_value(cur, item_type, depth + 1, arrays) for _ in range(count)]
         if item_type in _SCALARS:
             size = struct.calcsize("<" + _SCALARS[item_type])
             cur.skip(size * count)  # skipped: vocabularies are large and not shown
@@ -114,7 +146,7 @@ def _value(cur: _Cursor, vtype: int, depth: int = 0) -> Any:
         else:
             for _ in range(count):
                 _value(cur, item_type, depth + 1)
-        return f"[array of {count}]"
+        return SkippedArray(count)
     raise BadModelFile(f"{cur.name} is malformed: unknown metadata type {vtype}")
 
 
@@ -141,17 +173,19 @@ PROJECTORS = {"clip", "mmproj"}
 
 def check_runnable(name: str, info: GGUFInfo) -> None:
     """Refuse a GGUF that is not a model on its own (a vision projector, for example)."""
-    if info.architecture in PROJECTORS or "clip.has_vision_encoder" in info.metadata \
-            or "clip.projector_type" in info.metadata:
+    if info.is_projector:
         raise BadModelFile(f"{name} is a vision projector, not a model",
-                           hint="it is attached to the model it belongs to, not run alone")
+                           hint="it goes beside its text model: llm import MODEL.gguf "
+                                "--mmproj " + name)
 
 
-def read_info(path: Path) -> GGUFInfo:
+def read_info(path: Path, arrays: int = 0) -> GGUFInfo:
     """Parse a GGUF file's metadata and tensor table; truncation is an error, not a crash.
 
     A direct reader over mmap (using the ``gguf`` package's quantization tables) instead of
     ``gguf.GGUFReader``, which materialises every vocabulary entry and takes seconds.
+    Arrays of up to ``arrays`` items are read (all of them when negative); longer ones
+    are :class:`SkippedArray` placeholders.
     """
     import mmap
 
@@ -171,7 +205,7 @@ def read_info(path: Path) -> GGUFInfo:
             for _ in range(n_kv):
                 key = cur.string()
                 vtype = cur.unpack("I")
-                value = _value(cur, vtype)
+                value = _value(cur, vtype, arrays=arrays)
                 if key in metadata:  # llama.cpp refuses these; so do we, at import
                     raise BadModelFile(f"{path.name} is malformed: duplicate metadata key "
                                        f"{key!r}")
@@ -183,6 +217,7 @@ def read_info(path: Path) -> GGUFInfo:
             params, end = 0, 0
             tensor_types: list[str] = []
             infos = []
+            shapes: dict[str, tuple[int, ...]] = {}
             names: set[str] = set()
             for _ in range(n_tensors):
                 tname = cur.string()
@@ -202,6 +237,7 @@ def read_info(path: Path) -> GGUFInfo:
                                        f"starts at offset {offset}, not a multiple of the "
                                        f"alignment {alignment}")
                 infos.append((tname, dims, ttype, offset))
+                shapes[tname] = tuple(dims)
             data_start = (cur.pos + alignment - 1) // alignment * alignment
             for tname, dims, ttype, offset in infos:
                 count = 1
@@ -249,6 +285,8 @@ def read_info(path: Path) -> GGUFInfo:
         license=str(license_) if license_ else None,
         tensor_count=len(infos),
         metadata=metadata,
+        types=types,
+        tensors=shapes,
     )
 
 

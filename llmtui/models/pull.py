@@ -451,14 +451,23 @@ def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str,
         return base
     from llmtui.models.gguf_info import check_runnable, format_params, read_info
 
+    layers, projector = _with_projector(store, layers)
     info = read_info(store.layer_path(layers[0]))
     check_runnable(layers[0].filename, info)
     caps = list(base.capabilities) or (["chat", "completion"] if info.chat_template
                                        else ["completion"])
     if not entry and info.architecture in {"bert", "nomic-bert", "jina-bert-v2"}:
         caps = ["embedding"]
+    if projector is not None:
+        from llmtui.models.projector import check_pair
+
+        check_pair(info, projector, text_label=layers[0].filename,
+                   projector_label=layers[1].filename)
+        if projector.vision and "vision" not in caps:
+            caps.append("vision")
     return replace(
         base,
+        layers=tuple(layers),
         family=base.family or info.architecture,
         architecture=info.architecture,
         parameters=info.parameters,
@@ -469,6 +478,27 @@ def build_manifest(store: Store, name: ModelName, layers: list[Layer], fmt: str,
         license=info.license or base.license,
         capabilities=tuple(caps),
     )
+
+
+def _with_projector(store: Store, layers: list[Layer]) -> tuple[list[Layer], Any]:
+    """Find a vision model's projector among its GGUF files (by its general.type, as
+    Ollama does): the layers ordered text model first, projector marked; and its info."""
+    if len(layers) == 1:
+        return layers, None
+    from llmtui.models.gguf_info import read_info
+    from llmtui.models.projector import projector_info
+
+    infos = [read_info(store.layer_path(layer)) for layer in layers]
+    models = [lay for lay, inf in zip(layers, infos, strict=True) if not inf.is_projector]
+    projs = [(lay, inf) for lay, inf in zip(layers, infos, strict=True) if inf.is_projector]
+    if not projs:
+        return layers, None  # several files, none a projector: kept as they are
+    if len(models) != 1 or len(projs) != 1:
+        raise BadModelFile(f"a vision model is one text GGUF and one projector; got "
+                           f"{len(models)} model file(s) and {len(projs)} projector(s)")
+    (proj_layer, proj_info), = projs
+    info = projector_info(proj_info, proj_layer.filename)
+    return [replace(models[0], kind="model"), replace(proj_layer, kind="projector")], info
 
 
 def pull(store: Store, spec: str, *, name: str | None = None, sha256: str | None = None,
@@ -511,45 +541,112 @@ def _drop_unreferenced(store: Store, layers: list[Layer]) -> None:
             store.blob_path(layer.digest).unlink(missing_ok=True)
 
 
+#: Files of a faster-whisper (CTranslate2) model folder, the primary one first.
+CT2_FILES = ("config.json", "model.bin", "preprocessor_config.json", "tokenizer.json",
+             "vocabulary.txt", "vocabulary.json")
+
+
+def speech_files(src: Path) -> tuple[str, list[Path]] | None:
+    """(format, files) when a path is a faster-whisper folder or a Piper voice."""
+    if src.is_dir():
+        if (src / "model.bin").is_file() and (src / "config.json").is_file():
+            return "ctranslate2", [src / f for f in CT2_FILES if (src / f).is_file()]
+        voices = sorted(src.glob("*.onnx"))
+        if len(voices) == 1 and voices[0].with_name(voices[0].name + ".json").is_file():
+            src = voices[0]
+    if src.is_file() and src.suffix == ".onnx":
+        config = src.with_name(src.name + ".json")
+        if not config.is_file():
+            raise InvalidInput(f"{src.name} needs its voice config beside it: {config.name}")
+        return "piper", [src, config]
+    return None
+
+
+def _import_files(store: Store, files: list[Path], target: ModelName, fmt: str, link: bool,
+                  on_event: OnEvent) -> Manifest:
+    """A multi-file speech model (Whisper folder, Piper voice) into the store."""
+    layers: list[Layer] = []
+    try:
+        if not link:
+            store.check_space(sum(f.stat().st_size for f in files))
+        for file in files:
+            layers.append(_ingest(store, file, link, on_event))
+        family, caps = ("whisper", ("speech",)) if fmt == "ctranslate2" else ("piper", ("tts",))
+        manifest = replace(build_manifest(store, target, layers, fmt,
+                                          f"file:{files[0].parent.resolve()}", None),
+                           family=family, capabilities=caps)
+        store.write_manifest(manifest)
+    except BaseException:
+        _drop_unreferenced(store, layers)
+        raise
+    return manifest
+
+
+def _ingest(store: Store, src: Path, link: bool, on_event: OnEvent,
+            kind: str = "model") -> Layer:
+    """One local file as a layer: hashed where it lies (link), or copied into a blob."""
+    if link:
+        hasher = hashlib.sha256()
+        size = 0
+        with src.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+        return Layer(digest=hasher.hexdigest(), size=size, filename=src.name,
+                     link=str(src.resolve()), kind=kind)
+    total = src.stat().st_size
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        on_event({"status": f"copying {src.name}", "digest": src.name,
+                  "total": total, "completed": done})
+
+    digest, size = store.add_blob_from_file(src, progress=progress)
+    return Layer(digest=digest, size=size, filename=src.name, kind=kind)
+
+
 def import_file(store: Store, path: Path, name: str, *, link: bool = False,
-                on_event: OnEvent = _quiet) -> Manifest:
-    """Bring a local GGUF into the store: copied as a blob, or linked where it lies."""
+                mmproj: Path | None = None, on_event: OnEvent = _quiet) -> Manifest:
+    """Bring a local model into the store: copied as blobs, or linked where it lies. A
+    GGUF file (with ``mmproj``, a vision model's projector beside it, checked to fit the
+    model first), a Piper voice (.onnx beside its .onnx.json) or a faster-whisper folder."""
     target = ModelName.parse(name)
     src = path.expanduser()
+    speech = speech_files(src) if src.exists() else None
+    if speech is not None:
+        store.ensure()
+        with store.lock(f"pull:{target}"):
+            return _import_files(store, speech[1], target, speech[0], link, on_event)
+    if src.is_dir():
+        raise InvalidInput(f"{path} is a folder but not a faster-whisper model or Piper voice")
     if not src.is_file():
         raise InvalidInput(f"no such file: {path}")
+    proj = mmproj.expanduser() if mmproj is not None else None
+    if proj is not None and not proj.is_file():
+        raise InvalidInput(f"no such projector file: {mmproj}")
     from llmtui.models.gguf_info import check_runnable, read_info
 
-    check_runnable(src.name, read_info(src))  # refuse before copying anything
+    info = read_info(src)
+    check_runnable(src.name, info)  # refuse before copying anything
+    if proj is not None:
+        from llmtui.models.projector import check_pair, read_projector
+
+        check_pair(info, read_projector(proj), text_label=src.name, projector_label=proj.name)
+    files = [src] + ([proj] if proj is not None else [])
     store.ensure()
     with store.lock(f"pull:{target}"):
-        if link:
-            hasher = hashlib.sha256()
-            size = 0
-            with src.open("rb") as fh:
-                while chunk := fh.read(CHUNK):
-                    hasher.update(chunk)
-                    size += len(chunk)
-            layer = Layer(digest=hasher.hexdigest(), size=size, filename=src.name,
-                          link=str(src.resolve()))
-        else:
-            store.check_space(src.stat().st_size)
-            total = src.stat().st_size
-            done = 0
-
-            def progress(n: int) -> None:
-                nonlocal done
-                done += n
-                on_event({"status": f"copying {src.name}", "digest": src.name,
-                          "total": total, "completed": done})
-
-            digest, size = store.add_blob_from_file(src, progress=progress)
-            layer = Layer(digest=digest, size=size, filename=src.name)
+        if not link:
+            store.check_space(sum(f.stat().st_size for f in files))
+        layers: list[Layer] = []
         try:
-            manifest = build_manifest(store, target, [layer], "gguf",
+            for f, kind in zip(files, ("model", "projector"), strict=False):
+                layers.append(_ingest(store, f, link, on_event, kind))
+            manifest = build_manifest(store, target, layers, "gguf",
                                       f"file:{src.resolve()}", None)
         except LlmtuiError:
-            _drop_unreferenced(store, [layer])
+            _drop_unreferenced(store, layers)
             raise
         store.write_manifest(manifest)
         return manifest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from llmtui.compat import lock_fd
 from llmtui.errors import (
     BadModelFile,
     IntegrityError,
@@ -29,6 +29,10 @@ from llmtui.models.names import ModelName, check_sha256_hex
 
 MANIFEST_SCHEMA = 1
 CHUNK = 1 << 20
+
+#: Formats whose model is a folder of files (graph + weights + configs + tokenizer): the
+#: engine loads them from ``Store.model_dir``, a folder of links to the verified blobs.
+FOLDER_FORMATS = frozenset({"onnx", "openvino", "ctranslate2"})
 
 
 def now_iso() -> str:
@@ -43,6 +47,7 @@ class Layer:
     size: int
     filename: str
     link: str | None = None  # absolute path when the file is used where it lies
+    kind: str = "model"  # "projector": a vision model's mmproj GGUF beside its text GGUF
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,11 @@ class Manifest:
     def linked(self) -> bool:
         return any(layer.link for layer in self.layers)
 
+    @property
+    def projector(self) -> Layer | None:
+        """The multimodal projector layer of a vision model, if it has one."""
+        return next((layer for layer in self.layers if layer.kind == "projector"), None)
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["layers"] = [asdict(layer) for layer in self.layers]
@@ -98,6 +108,7 @@ class Manifest:
                 size=int(item["size"]),
                 filename=_safe_filename(str(item["filename"])),
                 link=item.get("link"),
+                kind=str(item.get("kind") or "model"),
             )
             for item in data["layers"]
         )
@@ -158,9 +169,9 @@ class Store:
 
     def model_dir(self, manifest: Manifest) -> Path:
         """A folder holding the model's files under their names (for multi-file formats)."""
-        if len(manifest.layers) == 1 and manifest.format == "gguf":
+        if manifest.format == "gguf" and (len(manifest.layers) == 1 or manifest.projector):
             return self.layer_path(manifest.layers[0]).parent
-        target = self.root / "views" / manifest.digest
+        target = self.root / "views" / view_key(manifest)
         if not target.exists():
             tmp = Path(tempfile.mkdtemp(dir=self.root, prefix=".view-"))
             for layer in manifest.layers:
@@ -179,7 +190,7 @@ class Store:
         safe = hashlib.sha256(key.encode()).hexdigest()[:32]
         fd = os.open(self.locks / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_fd(fd)
             yield
         finally:
             os.close(fd)  # closing drops the lock
@@ -313,9 +324,32 @@ class Store:
     def modified(self, manifest: Manifest) -> float:
         return self.manifest_path(ModelName.parse(manifest.name)).stat().st_mtime
 
+    def projector_path(self, manifest: Manifest) -> Path | None:
+        """A vision model's projector file, checked to exist; None for other models."""
+        layer = manifest.projector
+        if layer is None:
+            return None
+        path = self.layer_path(layer)
+        if not path.is_file():
+            raise ModelNotFound(
+                f"the projector of '{manifest.name}' is missing: {path.name}",
+                hint="it was linked and has moved; import it again" if layer.link
+                else "pull the model again")
+        return path
+
     def resolve_file(self, name: ModelName | str) -> tuple[Manifest, Path]:
-        """The manifest and its primary file, checked to exist (linked files can move)."""
+        """The manifest and its primary file, checked to exist (linked files can move).
+
+        For a folder format (ONNX, OpenVINO, ...) the path is the model's folder view.
+        """
         manifest = self.get(name)
+        if manifest.format in FOLDER_FORMATS:
+            missing = [layer.filename for layer in manifest.layers
+                       if not self.layer_path(layer).is_file()]
+            if missing:
+                raise ModelNotFound(f"files of '{manifest.name}' are missing: "
+                                    + ", ".join(missing[:3]), hint="pull or convert it again")
+            return manifest, self.model_dir(manifest)
         path = self.layer_path(manifest.layers[0])
         if not path.is_file():
             raise ModelNotFound(
@@ -340,7 +374,8 @@ class Store:
                     continue
                 self.blob_path(layer.digest).unlink(missing_ok=True)
                 freed.append(layer.digest)
-                shutil.rmtree(self.root / "views" / manifest.digest, ignore_errors=True)
+            if not any(view_key(m) == view_key(manifest) for m in self.models()):
+                shutil.rmtree(self.root / "views" / view_key(manifest), ignore_errors=True)
             return freed
 
     def copy(self, src: ModelName | str, dst: ModelName | str) -> Manifest:
@@ -376,6 +411,35 @@ class Store:
             with contextlib.suppress(OSError):
                 if path.stat().st_mtime < cutoff:
                     path.unlink()
+
+
+def view_key(manifest: Manifest) -> str:
+    """A folder view's name: one hash over every layer's name and digest, so two models
+    that share a first file but differ in another never share a view."""
+    if len(manifest.layers) == 1:
+        return manifest.digest
+    h = hashlib.sha256()
+    for layer in sorted(manifest.layers, key=lambda item: item.filename):
+        h.update(f"{layer.filename}\0{layer.digest}\0".encode())
+    return h.hexdigest()
+
+
+def folder_of(primary: str | Path) -> Path:
+    """The folder of a multi-file model, from the path a worker receives: a folder view
+    (folder formats) is itself; a linked file lies in its own folder; for a blob the store
+    is found from the blob's place, and the view (names as the model expects them) made if
+    missing."""
+    path = Path(primary)
+    if path.is_dir():
+        return path
+    if not path.name.startswith("sha256-"):
+        return path.parent
+    digest = path.name.removeprefix("sha256-")
+    store = Store(path.parent.parent)
+    for manifest in store.models():
+        if manifest.layers and manifest.layers[0].digest == digest:
+            return store.model_dir(manifest)
+    raise ModelNotFound(f"no installed model has the file {path.name[:19]}…")
 
 
 def _gb(n: int, up: bool = True) -> str:

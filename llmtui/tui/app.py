@@ -19,6 +19,7 @@ from textual.app import App, ComposeResult, ScreenStackError
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.message import Message as UIMessage
 from textual.screen import Screen
 from textual.widgets import Footer
 
@@ -35,6 +36,7 @@ from llmtui.tui.screens import (
     Prompt,
     SettingsScreen,
 )
+from llmtui.tui.voice import ChatVoice
 from llmtui.tui.widgets import (
     AttachmentBar,
     ChatLog,
@@ -75,6 +77,8 @@ class ChatApp(App[None]):
         Binding("ctrl+s", "export('md')", "Export", id="chat.export", show=False),
         Binding("alt+c", "copy_code", "Copy code", id="chat.copy_code", show=False),
         Binding("ctrl+t", "next_theme", "Theme", id="app.theme", show=False),
+        Binding("f5", "push_to_talk", "Talk", id="chat.talk", show=False),
+        Binding("f9", "read_aloud", "Read aloud", id="chat.read_aloud", show=False),
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
     ]
@@ -95,6 +99,8 @@ class ChatApp(App[None]):
         "export('md')": "Export this conversation as Markdown",
         "copy_code": "Copy the last reply's last code block (or the reply)",
         "next_theme": "Next theme",
+        "push_to_talk": "Speak into the message box (until a pause, or F5)",
+        "read_aloud": "Read replies aloud (on/off)",
         "help": "List every key",
         "quit": "Quit",
     }
@@ -123,9 +129,11 @@ class ChatApp(App[None]):
         self.daemon_state = "starting"
         self.context_length: int | None = None
         self.last_usage = 0
+        self.last_drafts: tuple[int, int] | None = None  # guesses, kept (last reply)
         self.generating = False  # a reply is being written (its message exists)
         self.sending = False  # Enter was pressed; the reply has not begun yet
         self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
+        self.voice = ChatVoice(settings)
         self._load_themes()
 
     # -- set-up -------------------------------------------------------------------------
@@ -241,7 +249,8 @@ class ChatApp(App[None]):
             self.main.query_one(StatusBar).show(
                 model=model, loaded=model in self.loaded, used=self.last_usage, context=ctx,
                 state="generating…" if self.generating else self.daemon_state,
-                rag=self.rag.get(self.conv.id if self.conv else ""))
+                rag=self.rag.get(self.conv.id if self.conv else ""), drafts=self.last_drafts,
+                read_aloud=self.voice.read_aloud)
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorModal(title, message))
@@ -310,8 +319,30 @@ class ChatApp(App[None]):
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
             return
+        if text == "/image" or text.startswith("/image "):
+            self.attach_images(text[6:].strip())
+            return
+        from llmtui.tui.images import pasted_images
+
+        dropped = pasted_images(text)
+        if dropped:  # a path pasted or dropped into the terminal: attach, do not send
+            for path in dropped:
+                self.attach_path(path)
+            return
         self.sending = True  # now, not when the worker starts: a second Enter must wait
         self.send(text)
+
+    def attach_images(self, arg: str) -> None:
+        """`/image PATH`: attach an image to the next message."""
+        if not arg:
+            self.notify("usage: /image PATH (PNG, JPEG, WebP or GIF), for a vision model",
+                        title="Image")
+            return
+        from llmtui.tui.images import pasted_images
+
+        paths = pasted_images(arg) or [Path(arg.strip("'\"")).expanduser()]
+        for path in paths:
+            self.attach_path(path)
 
     @work(group="rag")
     async def attach_rag(self, name: str) -> None:
@@ -360,7 +391,8 @@ class ChatApp(App[None]):
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
-        msgs = [m.for_model() for m in self.conv.messages if m.content or m.attachments]
+        msgs = [m.for_model(self.history.image_bytes) for m in self.conv.messages
+                if m.content or m.attachments]
         if self.conv.system:
             msgs.insert(0, {"role": "system", "content": self.conv.system})
         return msgs
@@ -391,13 +423,15 @@ class ChatApp(App[None]):
         log = self.main.query_one(ChatLog)
         await log.add(view)
         self.update_status()
+        self._voice_reply_started()
         last_save = time.monotonic()
         collection = self.rag.get(conv.id)
         chunks: list[dict[str, Any]] = []
         if collection:
             question = request[-1]["content"]
-            parts = self.backend.rag_chat(collection, conv.model, question,
-                                          [m for m in request[:-1] if m["role"] != "system"],
+            history = [{k: v for k, v in m.items() if k != "images"}  # RAG answers text
+                       for m in request[:-1] if m["role"] != "system"]
+            parts = self.backend.rag_chat(collection, conv.model, question, history,
                                           self._options())
         else:
             parts = self.backend.chat(conv.model, request, self._options())
@@ -405,9 +439,13 @@ class ChatApp(App[None]):
             async for part in parts:
                 if "chunks" in part:
                     chunks = part["chunks"]
+                thought = (part.get("message") or {}).get("thinking") or ""
+                if thought:
+                    await view.think(thought)
                 piece = (part.get("message") or {}).get("content") or ""
                 if piece:
                     msg.content += piece
+                    self.voice.feed(piece)
                     await view.write(piece)
                     log.follow()
                 if time.monotonic() - last_save > SAVE_EVERY:
@@ -422,8 +460,11 @@ class ChatApp(App[None]):
                 msg.content += footer
                 await view.write(footer)
             msg.partial = False
+            self.voice.reply_ended()
             self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
                 msg.stats.get("eval_count") or 0)
+            self.last_drafts = (int(msg.stats.get("draft_count") or 0),
+                                int(msg.stats.get("draft_accepted_count") or 0))
         except asyncio.CancelledError:
             msg.partial = False
             msg.stats = {"stopped": True, "words": len(msg.content.split())}
@@ -434,6 +475,8 @@ class ChatApp(App[None]):
             self._explain(exc)
         finally:
             await view.finish()
+            if view.thought:
+                msg.stats["thinking"] = view.thought  # kept with the reply, and sent back
             self.history.save(msg)
             self.generating = False
             self.update_status()
@@ -479,8 +522,70 @@ class ChatApp(App[None]):
             self.notify(str(exc), title="Error", severity="error", timeout=10)
 
     def action_stop(self) -> None:
+        self.voice.stop()  # Esc also silences a reply being read aloud
         if self.generating:
             self.workers.cancel_group(self, "chat")
+
+    # -- voice ------------------------------------------------------------------------------
+
+    class Heard(UIMessage):
+        """Push-to-talk's transcript (or its error), posted from the recording thread."""
+
+        def __init__(self, text: str, error: str | None = None) -> None:
+            super().__init__()
+            self.text = text
+            self.error = error
+
+    def action_push_to_talk(self) -> None:
+        if self.voice.recording:
+            self.voice.stop_recording.set()
+            return
+        missing = self.voice.speech_missing()
+        if missing:
+            self.notify(missing, title="Voice", severity="warning", timeout=8)
+            return
+        self.voice.stop()
+        self.notify("listening… (stops at a pause, or F5)", title="Voice")
+        self._record()
+
+    @work(exclusive=True, group="voice", thread=True)
+    def _record(self) -> None:
+        try:
+            self.post_message(self.Heard(self.voice.record()))
+        except LlmtuiError as exc:
+            self.post_message(self.Heard("", str(exc)))
+
+    def on_chat_app_heard(self, event: Heard) -> None:
+        if event.error:
+            self.notify(event.error, title="Voice", severity="warning")
+            return
+        prompt = self.main.query_one("#prompt", PromptArea)
+        prompt.insert(("" if not prompt.text or prompt.text.endswith((" ", "\n")) else " ")
+                      + event.text)
+        prompt.focus()
+
+    def action_read_aloud(self) -> None:
+        if not self.voice.read_aloud:
+            missing = self.voice.voice_missing()
+            if missing:
+                self.notify(missing, title="Voice", severity="warning", timeout=8)
+                return
+        self.voice.read_aloud = not self.voice.read_aloud
+        if not self.voice.read_aloud:
+            self.voice.stop()
+        self.notify("replies are read aloud (F9: off)" if self.voice.read_aloud
+                    else "reading aloud is off", title="Voice")
+        self.update_status()
+
+    def _voice_reply_started(self) -> None:
+        try:
+            self.voice.reply_started()
+        except LlmtuiError as exc:  # no speaker: say so once and stop reading aloud
+            self.voice.read_aloud = False
+            self.notify(str(exc), title="Voice", severity="error", timeout=8)
+
+    async def on_unmount(self) -> None:
+        self.voice.close()
 
     async def action_regenerate(self) -> None:
         if self.generating or not self.conv or not self.conv.messages:
@@ -526,14 +631,35 @@ class ChatApp(App[None]):
         self.push_screen(FilePicker(Path.cwd()), chosen)
 
     def attach_path(self, path: Path) -> None:
+        from llmtui.media import detect
+
         try:
-            data = path.read_bytes()[:MAX_ATTACHMENT + 1]
+            with path.open("rb") as fh:
+                data = fh.read(MAX_ATTACHMENT + 1)
+                if detect(data):
+                    from llmtui.config import parse_size
+
+                    limit = parse_size(self.settings.config.get("max_image_size"))
+                    data += fh.read(max(0, limit + 1 - len(data)))
+                    if len(data) > limit:
+                        self.notify(f"{path.name} is larger than {limit:,} bytes "
+                                    "(max_image_size)", severity="error")
+                        return
         except OSError as exc:
-            self.notify(f"cannot read {path.name}: {exc.strerror}", severity="error")
+            self.notify(f"cannot read {path.name}: {exc.strerror or exc}", severity="error")
+            return
+        if detect(data):  # an image: kept by hash with the conversation, shown as a preview
+            try:
+                self.pending.append(self.history.add_image(data, path.name))
+            except LlmtuiError as exc:
+                self.notify(str(exc), severity="error")
+                return
+            self._show_attachments()
+            self.main.query_one("#prompt").focus()
             return
         if b"\x00" in data[:8192]:
-            self.notify(f"{path.name} is not text; images need a vision model, which is not "
-                        "loaded", severity="error")
+            self.notify(f"{path.name} is not text, nor a PNG, JPEG, WebP or GIF image",
+                        severity="error")
             return
         if len(data) > MAX_ATTACHMENT:
             self.notify(f"{path.name} is larger than 2 MB; only text files that fit the "

@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -75,3 +76,26 @@ def tcp(api_home: Path) -> Iterator[TcpDaemon]:
     """One warm daemon on a loopback port, shared by a module's tests."""
     with TcpDaemon(api_home) as daemon:
         yield daemon
+
+
+@pytest.fixture(scope="module")
+def think_tcp(tmp_path_factory: pytest.TempPathFactory, smollm: Path,
+              thinker: Path) -> Iterator[TcpDaemon]:
+    """A warm daemon with the chat test model and the reasoning one (``thinker``)."""
+    home = tmp_path_factory.mktemp("think") / "home"
+    import_models(home, smollm, extra={"thinker": thinker})
+    with TcpDaemon(home) as daemon:
+        yield daemon
+
+
+def ollama_client(daemon: TcpDaemon) -> Any:
+    import ollama
+
+    return ollama.Client(host=daemon.url, timeout=120)
+
+
+def openai_client(daemon: TcpDaemon) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused", timeout=120,
+                         max_retries=0)

@@ -63,7 +63,16 @@ def _checks() -> list[Any]:
 #: (max_prompt_chars) or on content (an upload must hash to its digest), which a JSON
 #: schema cannot state.
 MODEL_DEPENDENT = ("memory budget", "context holds", "does not fit", "embedding model",
-                   "fill-in-the-middle", "template", "too long", "digest mismatch")
+                   "fill-in-the-middle", "template", "too long", "digest mismatch",
+                   "does not support thinking", "dimension vectors",
+                   # a format schema llama.cpp's grammar converter cannot express
+                   "unsupported JSON schema",
+                   # tool_choice: "required" or a named function needs it among the tools
+                   "needs 'tools'", "there are no 'tools'", "is not in 'tools'",
+                   "not a speech-to-text model", "not a text-to-speech model",
+                   # perplexity: stride against ctx, ctx against the model, text in tokens
+                   "stride must be between", "larger than the model's context",
+                   "text is too short")
 
 
 def accepts_valid_input(ctx: Any, response: Any, case: Any) -> bool | None:

@@ -26,7 +26,8 @@ def test_import_copy_and_link(llm, home, smollm: Path, tmp_path: Path) -> None:
     assert listed["inplace:1"]["location"] == str(local.resolve())
     assert listed["copied:latest"]["location"].endswith(f"sha256-{SMOLLM_SHA}")
     plain = llm("list").stdout.splitlines()
-    assert plain[0].split("\t") == ["name", "size", "quant", "family", "modified", "location"]
+    assert plain[0].split("\t") == ["name", "size", "quant", "format", "family", "input",
+                                     "modified", "location"]
     row = next(r for r in plain if r.startswith("inplace:1")).split("\t")
     assert row[-1] == str(local.resolve())
     # Two copies of the same bytes share one blob; the linked one has none.

@@ -224,7 +224,7 @@ def test_deployment_and_service_fit_together() -> None:
 
 
 def test_image_versions_agree() -> None:
-    docker = (DEPLOY / "Dockerfile").read_text()
+    docker = (DEPLOY / "kuberay" / "Dockerfile").read_text()
     base = re.search(r"^ARG BASE=rayproject/ray:(\d+\.\d+\.\d+)-py311$", docker, re.M)
     assert base and base.group(1) == rayservice()["spec"]["rayClusterConfig"]["rayVersion"]
     llama = re.search(r"^ARG LLAMA_VERSION=(\S+)$", docker, re.M)

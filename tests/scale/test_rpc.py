@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_reply_is_a_clear_error_and_the_daemon_keeps_serving
     env = {**os.environ, "LLMTUI_HOME": str(split.home), "NO_COLOR": "1"}
     cli = subprocess.run([*LLM, "run", "hi", "-m", SMOL], env=env, cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert cli.returncode == 19, cli.stderr
+    assert cli.returncode == 20, cli.stderr
     assert victim.endpoint in one_line_error(cli.stderr)
 
     victim.start()  # the box comes back: the model loads over both again

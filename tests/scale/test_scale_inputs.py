@@ -208,7 +208,7 @@ def test_handshake_faults_are_one_line(fake: FakeServer, why: str) -> None:
     with pytest.raises(RemoteUnavailable) as err:
         gd.rpc_hello(fake.endpoint, timeout=1)
     assert why in str(err.value) and fake.endpoint in str(err.value)
-    assert err.value.exit_code == 19
+    assert err.value.exit_code == 20
 
 
 def test_handshake_to_nobody() -> None:

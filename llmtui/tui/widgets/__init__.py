@@ -6,6 +6,7 @@ from llmtui.tui.widgets.message import MessageView, code_blocks, stats_line
 from llmtui.tui.widgets.prompt_input import PromptArea
 from llmtui.tui.widgets.sidebar import Sidebar
 from llmtui.tui.widgets.status_bar import StatusBar
+from llmtui.tui.widgets.thinking import ThinkingView
 
 __all__ = ["AttachmentBar", "ChatLog", "MessageView", "PromptArea", "Sidebar", "StatusBar",
-           "code_blocks", "stats_line"]
+           "ThinkingView", "code_blocks", "stats_line"]

@@ -11,6 +11,7 @@ class AttachmentBar(Static):
     """Files waiting to go with the next message; hidden when there are none."""
 
     def show(self, pending: list[dict[str, Any]]) -> None:
-        names = ", ".join(f"📎 {a['name']} ({len(a['text'])} chars)" for a in pending)
+        names = ", ".join(f"🖼 {a['name']}" if a.get("kind") == "image"
+                          else f"📎 {a['name']} ({len(a['text'])} chars)" for a in pending)
         self.update(f"attached: {names}" if names else "")
         self.set_class(not names, "empty")

@@ -12,6 +12,7 @@ from textual.widgets import Label, Markdown
 
 from llmtui.history import Message
 from llmtui.markdown import code_blocks
+from llmtui.tui.widgets.thinking import ThinkingView
 
 __all__ = ["MessageView", "code_blocks", "stats_line"]
 
@@ -26,6 +27,7 @@ class MessageView(Vertical):
         self.message = message
         self.live = live  # being written now: not (yet) cut off
         self._stream: Any = None
+        self._thinking: ThinkingView | None = None  # mounted when reasoning arrives
 
     def who(self) -> str:
         m = self.message
@@ -40,20 +42,43 @@ class MessageView(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Label(self.who(), classes="who")
+        if self.message.role == "assistant" and self.message.stats.get("thinking"):
+            yield ThinkingView(str(self.message.stats["thinking"]))
         yield Markdown(self.message.content, classes="body")
         for att in self.message.attachments:
-            yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
+            if att.get("kind") == "image":
+                from llmtui.tui.images import image_view
+
+                yield image_view(self.app, att)
+            else:
+                yield Label(f"📎 {att.get('name', 'file')}", classes="stats")
         if self.message.role == "assistant":
             yield Label(stats_line(self.message, self.live), classes="stats")
 
+    async def think(self, text: str) -> None:
+        """Append streamed reasoning to the fold above the reply (made on first use)."""
+        if self._thinking is None:
+            self._thinking = ThinkingView(live=True)
+            await self.mount(self._thinking, before=self.query_one(Markdown))
+        self._thinking.add(text)
+
+    @property
+    def thought(self) -> str:
+        """The reasoning streamed into this view."""
+        return self._thinking.text if self._thinking is not None else ""
+
     async def write(self, text: str) -> None:
         """Append streamed text to the Markdown (the caller keeps message.content)."""
+        if self._thinking is not None:
+            self._thinking.finish()  # the answer has begun: the reasoning is over
         if self._stream is None:
             self._stream = Markdown.get_stream(self.query_one(Markdown))
         await self._stream.write(text)
 
     async def finish(self) -> None:
         """The reply ended (done, stopped or failed): flush the stream, show the stats."""
+        if self._thinking is not None:
+            self._thinking.finish()
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
@@ -83,4 +108,8 @@ def stats_line(m: Message, live: bool = False) -> str:
     secs = (s.get("eval_duration") or 0) / 1e9
     tps = tokens / secs if secs > 0 else 0.0
     ttft = (s.get("first_token_duration") or 0) / 1e6
-    return f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
+    line = f"{tokens} tokens · {tps:.1f} tok/s · first token {ttft:.0f} ms"
+    drafted = int(s.get("draft_count") or 0)
+    if drafted:
+        line += f" · drafts {100 * int(s.get('draft_accepted_count') or 0) / drafted:.0f}% kept"
+    return line

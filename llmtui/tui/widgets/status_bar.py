@@ -6,12 +6,18 @@ from textual.widgets import Static
 
 
 class StatusBar(Static):
-    """`● model │ context used/ctx tokens │ rag NAME │ daemon state │ F1 help · Ctrl+P`."""
+    """`● model │ context used/ctx tokens │ rag NAME │ read aloud │ daemon state │ F1 help ·
+    Ctrl+P`."""
 
     def show(self, *, model: str, loaded: bool, used: int, context: int | None, state: str,
-             rag: str | None = None) -> None:
+             rag: str | None = None, drafts: tuple[int, int] | None = None,
+             read_aloud: bool = False) -> None:
         mark = "●" if loaded else "○"
         tokens = f"{used}/{context}" if context else f"{used}"
+        kept = ""
+        if drafts and drafts[0]:  # speculative decoding of the last reply: guesses kept
+            kept = f"drafts {100 * drafts[1] / drafts[0]:.0f}% kept │ "
         self.update(f"{mark} {model} │ context {tokens} tokens │ "
-                    + (f"rag {rag} │ " if rag else "")
+                    + (f"rag {rag} │ " if rag else "") + kept
+                    + ("read aloud │ " if read_aloud else "")
                     + f"daemon {state} │ F1 help · Ctrl+P commands")

@@ -1,0 +1,1 @@
+"""Measuring models: perplexity over a text (any backend) and the `llm bench` runs."""
