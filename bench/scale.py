@@ -82,8 +82,12 @@ def idle_ttft(base: str, n: int = 10) -> float:
 
 
 def ray_vs_serve(env: dict[str, str], tmp: Path, clients: int, tokens: int) -> None:
+    # The same number of slots on both sides: each replica has num_parallel, so llm serve
+    # alone gets twice as many (otherwise half the clients queue behind the other half).
+    slots = int(env.get("LLMTUI_NUM_PARALLEL") or 4)
     port = free_port()
-    serve = start(["serve", "--port", str(port)], env)
+    serve = start(["serve", "--port", str(port)],
+                  {**env, "LLMTUI_NUM_PARALLEL": str(2 * slots)})
     base = f"http://127.0.0.1:{port}"
     try:
         wait_http(base + "/")
@@ -111,8 +115,8 @@ def ray_vs_serve(env: dict[str, str], tmp: Path, clients: int, tokens: int) -> N
         ray_idle = idle_ttft(base)
     finally:
         stop(ray)
-    print(f"1. Ray Serve, 2 replicas (local cluster up in {ready:.0f} s) vs llm serve alone, "
-          f"{clients} clients × {tokens} tokens")
+    print(f"1. Ray Serve, 2 replicas × {slots} slots (local cluster up in {ready:.0f} s) vs "
+          f"llm serve alone with {2 * slots} slots, {clients} clients × {tokens} tokens")
     print(f"   aggregate      llm serve {alone_tps:6.1f} tok/s   Ray {ray_tps:6.1f} tok/s   "
           f"ratio {ray_tps / alone_tps:.2f}")
     print(f"   TTFT, {clients} clients  llm serve {alone_ttft * 1000:6.0f} ms      Ray "
