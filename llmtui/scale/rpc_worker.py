@@ -80,7 +80,7 @@ def run(host: str, port: int, mem: int | None, threads: int, cache_dir: str | No
     for dev in devs:
         d = gd.describe(dev)
         _say(f"serving {d.name} ({d.description}, {d.memory_free / 1e9:.1f} GB offered) on "
-             f"{host}:{port}, {threads} threads")
+             f"{host}:{port}, {threads} thread{'s' if threads != 1 else ''}")
     loopback = ipaddress.IPv4Address(host).is_loopback
     if loopback:
         _say(f"only this machine can connect; from the machine that runs the daemon: "
