@@ -254,9 +254,11 @@ class AnthropicAPI:
         """Create a message (Anthropic's Messages API), streamed as SSE or whole."""
         data = await self.o.json(request)
         model = model_field(data)
-        if data.get("max_tokens") is not None and (
-                isinstance(data["max_tokens"], bool) or not isinstance(data["max_tokens"], int)
-                or data["max_tokens"] < 1):
+        limit = data.get("max_tokens")
+        if isinstance(limit, float) and limit.is_integer():
+            data["max_tokens"] = limit = int(limit)  # JSON's 5.0 is a whole number
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 1):
             raise InvalidInput("max_tokens must be a whole number of at least 1")
         req, (plan, tools) = await self._request(data, model)
         mid = "msg_" + secrets.token_hex(12)
