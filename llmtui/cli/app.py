@@ -21,6 +21,7 @@ from llmtui.cli import (
     gen_cmd,
     history_cmd,
     logs_cmd,
+    mcp_cmd,
     models_cmd,
     plugins_cmd,
     prompt_cmd,
@@ -58,6 +59,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(cache_cmd.app, name="cache")
+app.add_typer(mcp_cmd.app, name="mcp")
 
 
 def _version(value: bool) -> None:

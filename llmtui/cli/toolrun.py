@@ -53,7 +53,7 @@ def open_tools(args: ToolArgs) -> Iterator[Any]:
         if args.mcp:
             from llmtui.tools.mcp import McpHost
 
-            host = stack.enter_context(McpHost.from_commands(args.mcp))
+            host = stack.enter_context(McpHost.from_args(args.mcp))
             toolset.extend(host.tools())
         unknown = [n for n in args.allow if n not in toolset.names()]
         if unknown:
