@@ -85,9 +85,13 @@ def convert_messages(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[l
         raise InvalidInput("'messages' must be a non-empty list")
     names: dict[str, str] = {}  # tool_use id -> tool name, for the results
     for i, m in enumerate(raw):
-        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant", "system"):
             raise InvalidInput(f"messages.{i}: role must be \"user\" or \"assistant\"")
         role, content = m["role"], m.get("content")
+        if role == "system":  # Claude Code sends some instructions as system messages
+            out.append({"role": "system", "content": _text(content, f"messages.{i}")})
+            groups.append([])
+            continue
         if isinstance(content, str):
             out.append({"role": role, "content": content})
             groups.append([])
@@ -247,7 +251,14 @@ class AnthropicAPI:
                                "format": forced or _output_format(data),
                                "options": self._options(data), "truncate": False}
         req["messages"] = await self.o.with_images(model, messages, groups)
-        plan = await self.o.think_and_logprobs({"think": self._think(data)}, model, req)
+        think = self._think(data)
+        try:
+            plan = await self.o.think_and_logprobs({"think": think}, model, req)
+        except InvalidInput as exc:
+            # Agents (Claude Code) ask every model to think: one that cannot just answers.
+            if think is None or "does not support thinking" not in str(exc):
+                raise
+            plan = await self.o.think_and_logprobs({"think": None}, model, req)
         return req, (plan, tools)
 
     async def messages(self, request: Request) -> Response:

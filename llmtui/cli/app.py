@@ -20,6 +20,7 @@ from llmtui.cli import (
     formats_cmd,
     gen_cmd,
     history_cmd,
+    launch_cmd,
     logs_cmd,
     mcp_cmd,
     models_cmd,
@@ -55,6 +56,7 @@ plugins_cmd.register(app)
 formats_cmd.register(app)
 vision_cmd.register(app)
 voice_cmd.register(app)
+launch_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")

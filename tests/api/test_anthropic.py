@@ -131,3 +131,26 @@ def test_output_config_format_gives_json(claude: anthropic.Anthropic) -> None:
                                  output_config={"format": {"type": "json_schema",
                                                            "schema": schema}})
     assert isinstance(json.loads(msg.content[0].text)["mood"], str)  # type: ignore
+
+
+def test_what_claude_code_sends(tcp: TcpDaemon) -> None:
+    """Claude Code 2.x (tried for real against this server) sends a system-role message
+    among the messages, asks every model for adaptive thinking, adds cache_control,
+    metadata, context_management and output_config.effort, and ?beta=true."""
+    body = {"model": SMOL, "max_tokens": 8, "stream": False,
+            "system": [{"type": "text", "text": "You are a coding agent.",
+                        "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "<system-reminder>x</system-reminder>"},
+                {"type": "text", "text": "Say hi", "cache_control": {"type": "ephemeral"}}]},
+                {"role": "system", "content": "Be brief."}],
+            "tools": [{"name": "Bash", "description": "Run a command",
+                       "input_schema": {"type": "object", "properties": {
+                           "command": {"type": "string"}}, "required": ["command"]}}],
+            "metadata": {"user_id": "u"}, "thinking": {"type": "adaptive"},
+            "context_management": {"edits": []}, "output_config": {"effort": "high"}}
+    resp = httpx.post(tcp.url + "/v1/messages?beta=true", json=body, timeout=120,
+                      headers={"authorization": "Bearer x", "anthropic-version": "2023-06-01",
+                               "anthropic-beta": "claude-code-20250219"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["type"] == "message"
