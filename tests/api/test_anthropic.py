@@ -100,7 +100,7 @@ def test_errors_in_anthropic_shape(claude: anthropic.Anthropic, tcp: TcpDaemon) 
     assert info.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
     with pytest.raises(anthropic.BadRequestError) as bad:
         claude.messages.create(model=SMOL, max_tokens=5, messages=[  # type: ignore
-            {"role": "system", "content": "x"}])
+            {"role": "tool", "content": "x"}])
     assert bad.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
     for body, needle in [
         ({"model": SMOL, "max_tokens": 5, "messages": []}, "non-empty"),
