@@ -22,7 +22,7 @@ _llm() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
-    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice mcp launch"
+    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
         return

@@ -17,7 +17,7 @@ function __llm_models
     end
 end
 
-set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice mcp launch
+set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch
 complete -c llm -f
 complete -c llm -n "not __fish_seen_subcommand_from $cmds" -a "$cmds"
 complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat voice" -a "(__llm_models)"

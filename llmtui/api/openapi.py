@@ -188,6 +188,16 @@ MULTIPART: dict[str, dict[str, Any]] = {
     "/v1/audio/translations": _obj(["file"], **_STT_FIELDS),
 }
 BODIES.update({
+    # ctx/stride are checked against the model's context by the worker (model-dependent).
+    "/api/x/perplexity": _obj(["model", "text"], model=_MODEL, text=_TEXT_IN,
+                              ctx={"type": "integer", "minimum": 2},
+                              stride={"type": "integer", "minimum": 1},
+                              keep_alive=_KEEP, stream=_BOOLEAN),
+    "/api/x/convert": _obj(["model", "to"], model=_MODEL, to={"enum": ["onnx", "openvino"]},
+                           precision={"enum": ["int4", "int8", "fp16", "fp32"]},
+                           name=_MODEL, stream=_BOOLEAN),
+})
+BODIES.update({
     "/v1/audio/speech": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
                              response_format={"enum": ["mp3", "wav", "pcm", "flac", "opus",
                                                        "aac"]},

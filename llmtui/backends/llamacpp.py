@@ -595,6 +595,13 @@ class LlamaCppBackend:
             out["tool_calls"] = m["tool_calls"]
         if m.get("images"):
             out["images"] = m["images"]
+        if m.get("thinking"):
+            # An earlier reply's reasoning, under the names templates read: Ollama's
+            # ``thinking`` and Hugging Face's ``reasoning_content`` (Qwen3, DeepSeek-R1).
+            out["thinking"] = out["reasoning_content"] = m["thinking"]
+        for key in ("tool_call_id", "name", "tool_name"):  # a tool result's call
+            if m.get(key):
+                out[key] = m[key]
         return out
 
     # -- embeddings ----------------------------------------------------------------------------

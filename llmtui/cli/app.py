@@ -17,6 +17,7 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    doctor_cmd,
     formats_cmd,
     gen_cmd,
     history_cmd,
@@ -28,6 +29,7 @@ from llmtui.cli import (
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
+    setup_cmd,
     vision_cmd,
     voice_cmd,
 )
@@ -53,6 +55,8 @@ rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
+setup_cmd.register(app)
+doctor_cmd.register(app)
 formats_cmd.register(app)
 vision_cmd.register(app)
 voice_cmd.register(app)
@@ -84,6 +88,9 @@ def _root(
 
         session.NO_DAEMON = True
     if ctx.invoked_subcommand is None:
+        if setup_cmd.first_run():  # nothing installed yet: the wizard first, then the chat
+            setup_cmd.setup(yes=False, model=None, min_speed=20.0, prompt=False,
+                            completion=None, autostart=None)
         chat_cmd.chat(model=None, conversation=None)
 
 

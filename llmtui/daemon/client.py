@@ -102,6 +102,21 @@ class _Base:
         self.socket = str(live["socket"])
         return self.socket
 
+    def _local_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        """TCP to a host; else the local daemon's socket, or its loopback port and token
+        where there are no Unix sockets (llmtui/compat.py)."""
+        if self.host:
+            return self._client_kwargs()
+        from llmtui.daemon import lifecycle
+
+        endpoint = self._socket_path()
+        token = None
+        if lifecycle.is_tcp(endpoint) and not self.headers:
+            token = lifecycle.local_token(self.settings or Settings.load())
+        kw = lifecycle.connection(endpoint, token, asynchronous=asynchronous)
+        return {**kw, "timeout": self.timeout, "headers": {**kw.get("headers", {}),
+                                                           **self.headers}}
+
     def _client_kwargs(self) -> dict[str, Any]:
         if self.host:
             return {"base_url": self.host, "timeout": self.timeout, "headers": self.headers}
@@ -187,12 +202,7 @@ class Client(_Base):
     def _http(self) -> httpx.Client:
         """One connection pool for the client's life (building one costs milliseconds)."""
         if self._conn is None:
-            if self.host:
-                self._conn = httpx.Client(**self._client_kwargs())
-            else:
-                # No TLS on a Unix socket: skipping verify avoids loading the CA bundle.
-                transport = httpx.HTTPTransport(uds=self._socket_path(), verify=False)
-                self._conn = httpx.Client(transport=transport, **self._client_kwargs())
+            self._conn = httpx.Client(**self._local_kwargs(asynchronous=False))
         return self._conn
 
     def close(self) -> None:
@@ -381,10 +391,7 @@ class AsyncClient(_Base):
     """Asynchronous client with the same methods, for asyncio programs and the TUI."""
 
     def _http(self) -> httpx.AsyncClient:
-        if self.host:
-            return httpx.AsyncClient(**self._client_kwargs())
-        transport = httpx.AsyncHTTPTransport(uds=self._socket_path(), verify=False)
-        return httpx.AsyncClient(transport=transport, **self._client_kwargs())
+        return httpx.AsyncClient(**self._local_kwargs(asynchronous=True))
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:

@@ -101,9 +101,11 @@ def test_openai_client(tcp: TcpDaemon, model: str) -> None:
     import openai
 
     ai = openai.OpenAI(base_url=tcp.url + "/v1", api_key="unused", timeout=180, max_retries=0)
-    r = ai.chat.completions.create(model=model, max_tokens=8, temperature=0,
+    # 20 tokens: the int4 ONNX model opens with "Ladies and Gentlemen, the capital of
+    # France is Paris." (the GGUF with "L'Étoile: Paris, ...").
+    r = ai.chat.completions.create(model=model, max_tokens=20, temperature=0,
                                    messages=[{"role": "user", "content": QUESTION}])
-    assert "Paris" in r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8
+    assert "Paris" in r.choices[0].message.content and 0 < r.usage.completion_tokens <= 20
     chunks = list(ai.completions.create(model=model, prompt="The sky is", max_tokens=4,
                                         stream=True, temperature=0))
     assert "".join(c.choices[0].text for c in chunks if c.choices).strip()
@@ -139,10 +141,15 @@ def test_perplexity_against_the_gguf(fm: Runner, model: str, reference_ppl: floa
     print(f"\nperplexity {model}: {out['perplexity']:.2f}, GGUF {reference_ppl:.2f}, "
           f"ratio {ratio:.2f}")
     assert out["tokens"] > 1500
-    # int4 made from the already 4-bit GGUF is a second rounding: on this 135M model it
-    # costs about 1.6-1.7x (measured: fp32 ONNX from the same dequantized weights matches
-    # the GGUF within 0.5 %, see docs/formats.md); a broken conversion is 10x or worse.
-    assert 0.85 < ratio < 1.9
+    if model == ONNX:
+        # The GGUF's own 4-bit blocks are kept (llmtui/models/convert/gguf_blocks.py): the
+        # issue's bound, 15 % (measured 16.1 against 14.9: the lm_head, Q8_0 in the GGUF,
+        # is int4 here).
+        assert 0.85 < ratio < 1.15
+    else:
+        # OpenVINO's int4 is NNCF's second rounding of already 4-bit weights: on this 135M
+        # model it costs about 1.6-1.7x (see docs/formats.md); broken would be 10x or worse.
+        assert 0.85 < ratio < 1.9
 
 
 def test_perplexity_errors(fm: Runner) -> None:

@@ -224,6 +224,13 @@ def main(argv: list[str]) -> int:
         elif spec["to"] == "onnx":
             hf_to_onnx(src, out, spec["precision"], spec.get("provider", "cpu"),
                        work / "cache")
+            if spec["source_kind"] == "gguf" and spec["precision"] == "int4":
+                from llmtui.models.convert.gguf_blocks import keep_gguf_blocks
+
+                # A 4-bit GGUF's blocks as they are, not quantized a second time.
+                kept, total = keep_gguf_blocks(out, Path(spec["source"]), src)
+                say(status=f"kept the GGUF's own 4-bit blocks in {kept} of {total} "
+                           "int4 matrices")
         elif spec["to"] == "openvino":
             hf_to_openvino(src, out, spec["precision"])
         else:
