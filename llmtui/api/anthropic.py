@@ -121,8 +121,9 @@ def convert_messages(data: dict[str, Any]) -> tuple[list[dict[str, Any]], list[l
                 text = _text(block.get("content"), where)
                 if block.get("is_error"):
                     text = f"error: {text}"
-                results.append({"role": "tool", "content": text,
-                                "tool_name": names.get(str(block.get("tool_use_id")), "")})
+                call_id = str(block.get("tool_use_id") or "")
+                results.append({"role": "tool", "content": text, "tool_call_id": call_id,
+                                "tool_name": names.get(call_id, "")})
             elif kind in ("thinking", "redacted_thinking") and role == "assistant":
                 thinking.append(str(block.get("thinking") or ""))
             else:

@@ -101,7 +101,8 @@ def run_with_tools(opts: GenOptions, args: ToolArgs,
 
 ToolsOpt = typer.Option(None, "--tools", help="Built-in tools to offer the model: fs (read "
                         "and list files below this folder), shell (run a command; asks "
-                        "first every time); comma-separated.")
+                        "first every time), plugins (installed plugins' tools); "
+                        "comma-separated.")
 FunctionsOpt = typer.Option(None, "--functions", help="A Python file (or code) whose "
                             "functions become tools: type hints give the arguments, the "
                             "docstring the description; repeatable.")

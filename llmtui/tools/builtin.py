@@ -1,9 +1,9 @@
-"""The built-in tools, off unless asked for (``--tools fs,shell``).
+"""The built-in tools, off unless asked for (``--tools fs,shell,plugins``).
 
 ``fs``: read and list files below one folder (the working folder); a path that leads
 out of it, by ``..``, an absolute path or a symlink, is refused. ``shell``: run a
 command in that folder; it asks before every call (``--yes`` does not cover it; only
-``--allow-tool run_command`` does)."""
+``--allow-tool run_command`` does). ``plugins``: the tools installed plugins offer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 from llmtui.errors import InvalidInput
 from llmtui.tools.core import MAX_RESULT, Tool, ToolFailed
 
-GROUPS = ("fs", "shell")
+GROUPS = ("fs", "shell", "plugins")
 #: Seconds a shell command may run.
 SHELL_TIMEOUT = 60.0
 
@@ -85,7 +85,7 @@ def builtin_tools(spec: str, root: Path | None = None) -> list[Tool]:
     groups = [g.strip() for g in spec.split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown or not groups:
-        raise InvalidInput(f"--tools takes {' and '.join(GROUPS)} (comma-separated), "
+        raise InvalidInput(f"--tools takes {', '.join(GROUPS)} (comma-separated), "
                            f"not '{spec}'")
     base = root or Path.cwd()
     tools: list[Tool] = []
@@ -93,4 +93,16 @@ def builtin_tools(spec: str, root: Path | None = None) -> list[Tool]:
         tools += fs_tools(base)
     if "shell" in groups:
         tools += shell_tools(base)
+    if "plugins" in groups:
+        tools += plugin_tools()
     return tools
+
+
+def plugin_tools() -> list[Tool]:
+    """The tools installed plugins offer (the ``llmtui.tools`` entry points)."""
+    from llmtui.plugins import tools
+
+    def runner(plugin_tool: Any) -> Any:
+        return lambda arguments: plugin_tool.call(arguments)
+
+    return [Tool(t.name, t.description, t.parameters, runner(t)) for t in tools().values()]

@@ -117,7 +117,7 @@ def test_builtin_fs_reads_a_file_in_the_working_folder(warm: Runner, tmp_path: P
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--tools", "web"], "--tools takes fs and shell"),
+    (["--tools", "web"], "--tools takes fs, shell, plugins"),
     (["--tools", "fs", "--tool-choice", "nope"], "--tool-choice must be auto, required"),
     (["--tools", "fs", "--allow-tool", "nope"], "--allow-tool nope: there is no such tool"),
     (["--tool-choice", "required"], "need tools"),

@@ -121,7 +121,7 @@ def test_fs_tools_other_errors(folder: Path) -> None:
     assert "binary" in tools.call("read_file", {"path": "bin.dat"}).result
     assert "no file" in tools.call("read_file", {"path": "sub"}).result
     assert "no folder" in tools.call("list_files", {"path": "notes.txt"}).result
-    with pytest.raises(InvalidInput, match="--tools takes fs and shell"):
+    with pytest.raises(InvalidInput, match="--tools takes fs, shell, plugins"):
         builtin_tools("fs,web", folder)
 
 
@@ -185,3 +185,24 @@ def test_forced_schema_values() -> None:
         forced_schema(tools, "nope")
     with pytest.raises(InvalidInput, match="needs tools"):
         forced_schema(ToolSet(), "required")
+
+
+def test_plugin_tools_join_with_tools_plugins(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.plugintools import make_dist
+
+    site = tmp_path / "site"
+    make_dist(site, "llmtui-adder", {"llmtui.tools": {"add": "adder:add"}}, {"adder.py": (
+        "def add(a: int, b: int) -> int:\n    '''Add two numbers.'''\n    return a + b\n")})
+    code = ("from llmtui.tools import ToolSet\n"
+            "from llmtui.tools.builtin import builtin_tools\n"
+            "t = ToolSet(); t.extend(builtin_tools('plugins'))\n"
+            "print(t.names(), t.call('add', {'a': 2, 'b': 3}).result)\n")
+    env = {**os.environ, "PYTHONPATH": str(site), "LLMTUI_HOME": str(tmp_path / "home")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "['add'] 5"
