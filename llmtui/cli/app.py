@@ -21,7 +21,9 @@ from llmtui.cli import (
     formats_cmd,
     gen_cmd,
     history_cmd,
+    launch_cmd,
     logs_cmd,
+    mcp_cmd,
     models_cmd,
     plugins_cmd,
     prompt_cmd,
@@ -60,10 +62,12 @@ doctor_cmd.register(app)
 formats_cmd.register(app)
 vision_cmd.register(app)
 voice_cmd.register(app)
+launch_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(cache_cmd.app, name="cache")
+app.add_typer(mcp_cmd.app, name="mcp")
 
 
 def _version(value: bool) -> None:

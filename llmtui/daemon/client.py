@@ -278,6 +278,38 @@ class Client(_Base):
              **kw: Any) -> Iterator[dict[str, Any]]:
         return self.stream("/api/chat", self._chat_body(model, messages, **kw))
 
+    def run_tools(self, model: str, messages: str | list[dict[str, Any]], tools: Any, *,
+                  tool_choice: str | None = None, approve: Any = True, max_rounds: int = 5,
+                  on_text: Any = None, **kw: Any) -> Any:
+        """Chat with tools: the model calls them, they run here, the results go back,
+        until it answers (at most ``max_rounds`` rounds of calls). Returns a
+        ``llmtui.tools.LoopResult`` (``.text``, ``.calls``, ``.messages``).
+
+        ``tools``: Python functions (type hints and docstring describe them), ``Tool``
+        objects, or "fs"/"shell" for the built-in ones. ``tool_choice``: "required" or a
+        tool's name forces a call in the first round. ``approve``: True runs every call
+        (they are your functions), False refuses them, or a function ``(name,
+        arguments) -> bool`` decides each. ``kw``: options, think, keep_alive, ...
+
+        Example::
+
+            def secret(city: str) -> str:
+                "The secret code of a city."
+                return "ZEBRA-42"
+
+            result = client.run_tools("smollm2:135m", "Secret code of Paris?", [secret])
+            print(result.text, result.calls)
+        """
+        from llmtui.tools import approver_of, run_loop, toolset_of
+
+        toolset = toolset_of(tools)
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        return run_loop(self, model, messages, toolset,
+                        approver=approver_of(approve, toolset.names()),
+                        tool_choice=tool_choice, max_rounds=max_rounds, on_text=on_text,
+                        **kw)
+
     def embed(self, model: str, input: str | list[str], **kw: Any) -> dict[str, Any]:
         return self.request("POST", "/api/embed",
                             {"model": model, "input": input, **kw})

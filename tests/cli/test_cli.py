@@ -68,6 +68,8 @@ def test_headless_core_never_imports_textual() -> None:
         "import llmtui.cli.app, llmtui.cli.gen_cmd, llmtui.cli.mapreduce, llmtui.cli.repl\n"
         "import llmtui.history, llmtui.cli.history_cmd, llmtui.cli.chat_cmd\n"
         "import llmtui.api.openai, llmtui.api.extras, llmtui.api.graphql\n"
+        "import llmtui.tools, llmtui.tools.builtin, llmtui.tools.mcp, llmtui.cli.toolrun\n"
+        "import llmtui.cli.mcp_cmd, llmtui.api.anthropic\n"
         "assert 'textual' not in sys.modules, 'textual imported by the headless core'\n"
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

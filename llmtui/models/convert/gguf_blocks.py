@@ -192,3 +192,125 @@ def keep_gguf_blocks(onnx_dir: Path, gguf_path: Path, hf_dir: Path) -> tuple[int
         os.replace(fresh / "model.onnx", onnx_dir / "model.onnx")
         fresh.rmdir()
     return kept, total
+
+
+#: Architectures openvino-genai's own GGUF reader builds (its 2026.4 release).
+OV_GGUF_ARCHS = frozenset({"llama", "qwen2", "qwen3"})
+
+
+def ov_reader_fits(gguf_path: Path) -> bool:
+    """Whether openvino-genai's GGUF reader can take this file as int4: a supported
+    architecture whose block weights are all Q4_0/Q4_1."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+    field = reader.fields.get("general.architecture")
+    if field is None or bytes(field.parts[-1]).decode() not in OV_GGUF_ARCHS:
+        return False
+    kinds = {t.tensor_type.name for t in reader.tensors
+             if t.name.startswith("blk.") and t.name.endswith(".weight") and len(t.shape) > 1}
+    return bool(kinds) and kinds <= {"Q4_0", "Q4_1"}
+
+
+def _unpack_u4(const: Any) -> Any:
+    import numpy as np
+
+    raw = np.asarray(const.get_data()).view(np.uint8).reshape(-1)
+    shape = [int(n) for n in const.get_output_shape(0)]
+    count = int(np.prod(shape))
+    out = np.empty(raw.size * 2, np.uint8)
+    out[0::2], out[1::2] = raw & 0x0F, raw >> 4
+    return out[:count].reshape(shape)
+
+
+def keep_gguf_blocks_ov(folder: Path, gguf_path: Path) -> tuple[int, int]:
+    """The same for an OpenVINO IR made by openvino-genai's GGUF reader, which keeps the
+    GGUF's 4-bit codes and scales but rounds Q4_1's minimum to a whole zero point: set the
+    zero points to 8 and add ``c = m + 8d`` per block after each MatMul. A weight is
+    matched to its GGUF tensor by its codes (rows in the GGUF's order, or with llama.cpp's
+    Q/K permutation undone) and its scales; anything else is left as the reader made it.
+    (kept, total)"""
+    import hashlib
+
+    import numpy as np
+    import openvino as ov
+    from gguf import GGUFReader
+    from openvino import opset13 as ops
+
+    reader = GGUFReader(str(gguf_path))
+    arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+    heads = {}
+    for name, key in (("attn_q", "head_count"), ("attn_k", "head_count_kv")):
+        field = reader.fields.get(f"{arch}.attention.{key}")
+        if field is not None:
+            heads[name] = int(field.parts[-1][0])
+    by_codes: dict[str, tuple[Any, Any]] = {}
+    for tensor in reader.tensors:
+        blocks = _blocks(tensor)
+        if blocks is None:
+            continue
+        variants = [blocks]
+        for name, count in heads.items():
+            if f".{name}." in tensor.name:
+                variants.append(tuple(_unpermute(a, count) for a in blocks))
+        for q, d, m in variants:
+            by_codes[hashlib.sha1(np.ascontiguousarray(q).tobytes()).hexdigest()] = (d, m)
+
+    core = ov.Core()
+    model = core.read_model(str(folder / "openvino_model.xml"))
+    kept = total = 0
+    for sub in model.get_ordered_ops():
+        if sub.get_type_name() != "Subtract":
+            continue
+        w_conv = sub.input(0).get_source_output().get_node()
+        z_conv = sub.input(1).get_source_output().get_node()
+        if w_conv.get_type_name() != "Convert" or z_conv.get_type_name() != "Convert":
+            continue
+        w_const = w_conv.input(0).get_source_output().get_node()
+        z_const = z_conv.input(0).get_source_output().get_node()
+        if (w_const.get_type_name() != "Constant" or z_const.get_type_name() != "Constant"
+                or w_const.get_output_element_type(0) != ov.Type.u4):
+            continue
+        total += 1
+        codes = _unpack_u4(w_const)
+        found = by_codes.get(hashlib.sha1(codes.tobytes()).hexdigest())
+        if found is None or codes.ndim != 3 or codes.shape[2] != BLOCK:
+            continue
+        d, m = found
+        multiply = next(iter(sub.output(0).get_target_inputs())).get_node()
+        if multiply.get_type_name() != "Multiply":
+            continue
+        scale = multiply.input(1).get_source_output().get_node()
+        if scale.get_type_name() != "Constant" or not np.allclose(
+                np.asarray(scale.get_data(), np.float32).reshape(d.shape), d, rtol=1e-3):
+            continue
+        node = multiply
+        for _ in range(4):  # Reshape / Convert between the decompression and its MatMul
+            node = next(iter(node.output(0).get_target_inputs())).get_node()
+            if node.get_type_name() == "MatMul":
+                break
+        if node.get_type_name() != "MatMul":
+            continue
+        eights = ov.Tensor(ov.Type.u4, list(z_const.get_output_shape(0)))
+        np.asarray(eights.data).view(np.uint8)[...] = 0x88
+        z_conv.input(0).replace_source_output(ops.constant(eights).output(0))
+        offset = (m + 8.0 * d).astype(np.float32)
+        x = node.input(0).get_source_output()
+        blocks = ops.reshape(x, ops.constant(np.array([0, 0, offset.shape[1], BLOCK], np.int64)),
+                             special_zero=True)
+        sums = ops.reduce_sum(blocks, ops.constant(np.array([-1], np.int64)), keep_dims=False)
+        extra = ops.matmul(sums, ops.constant(np.ascontiguousarray(offset.T)), False, False)
+        users = list(node.output(0).get_target_inputs())
+        added = ops.add(node.output(0), extra)
+        for user in users:
+            user.replace_source_output(added.output(0))
+        kept += 1
+    if kept:
+        fresh = folder / ".gguf-blocks"
+        fresh.mkdir(exist_ok=True)
+        ov.save_model(model, str(fresh / "openvino_model.xml"), compress_to_fp16=False)
+        del model
+        for name in ("openvino_model.xml", "openvino_model.bin"):
+            os.replace(fresh / name, folder / name)
+        fresh.rmdir()
+    return kept, total

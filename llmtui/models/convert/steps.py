@@ -192,6 +192,49 @@ def hf_to_openvino(src: Path, out: Path, precision: str) -> None:
     hf_tok.save_pretrained(out)  # tokenizer_config.json carries the chat template
 
 
+def gguf_to_openvino_native(gguf_path: Path, out: Path, work: Path) -> bool:
+    """A 4-bit GGUF straight to OpenVINO IR with openvino-genai's own GGUF reader (no
+    dequantized copy, no torch), then the GGUF's exact blocks (gguf_blocks). False when the
+    reader does not take this file; the caller then goes through Hugging Face and NNCF."""
+    from llmtui.models.convert.gguf_blocks import keep_gguf_blocks_ov, ov_reader_fits
+
+    if not ov_reader_fits(gguf_path):
+        return False
+    import openvino_genai as ov_genai
+
+    say(status="reading the GGUF with openvino-genai's GGUF reader")
+    spot = work / "ov-gguf"
+    spot.mkdir(parents=True, exist_ok=True)
+    local = spot / "model.gguf"
+    if not local.exists():
+        local.symlink_to(gguf_path.resolve())  # the reader writes the IR beside the file
+    try:
+        pipe = ov_genai.LLMPipeline(str(local), "CPU", enable_save_ov_model=True)
+        del pipe
+    except RuntimeError as exc:
+        say(status=f"openvino-genai's GGUF reader refused it ({_first_line(exc)}); "
+                   "converting through Hugging Face instead")
+        return False
+    names = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml",
+             "openvino_tokenizer.bin", "openvino_detokenizer.xml", "openvino_detokenizer.bin")
+    if not all((spot / n).is_file() for n in names):
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        os.replace(spot / name, out / name)
+    kept, total = keep_gguf_blocks_ov(out, gguf_path)
+    say(status=f"kept the GGUF's own 4-bit blocks in {kept} of {total} int4 matrices")
+    # The chat template and the model's facts, as the Hugging Face path leaves them.
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = _fixed_tokenizer(gguf_path) or AutoTokenizer.from_pretrained(folder,
+                                                                             gguf_file=name)
+    tokenizer.save_pretrained(out)
+    AutoConfig.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+    return True
+
+
 def main(argv: list[str]) -> int:
     """steps.py JSON: {"source", "source_kind": gguf|hf, "to", "precision", "work", ...}."""
     spec = json.loads(argv[0])
@@ -214,6 +257,10 @@ def main(argv: list[str]) -> int:
             say(status="quantized", done=True)
             return 0
         src = Path(spec["source"])
+        if (spec["source_kind"] == "gguf" and spec["to"] == "openvino"
+                and spec["precision"] == "int4" and gguf_to_openvino_native(src, out, work)):
+            say(status="converted", done=True)
+            return 0
         if spec["source_kind"] == "gguf":
             hf = work / "hf"
             dtype = "float16" if spec["precision"] == "fp16" else "float32"
