@@ -47,7 +47,7 @@ async def send(pilot: Any, app: ChatApp, text: str) -> int:
     return expected
 
 
-async def until(pilot: Any, cond: Any, timeout: float = 60) -> None:
+async def until(pilot: Any, cond: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

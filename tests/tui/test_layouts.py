@@ -48,25 +48,36 @@ def test_layouts(app_parts: tuple[Any, History], size: tuple[int, int]) -> None:
     asyncio.run(layouts(*app_parts, size))
 
 
+async def settled(pilot: Any, app: ChatApp, wait: float = 0.3) -> str:
+    """The screen once it stops changing: a loaded machine may paint the footer or a
+    scrollbar a moment after the fixed pause."""
+    await pilot.pause(wait)
+    text, same = screen_text(app), 0
+    for _ in range(100):  # at most 10 s
+        await pilot.pause(0.1)
+        now = screen_text(app)
+        same = same + 1 if now == text else 0
+        text = now
+        if same >= 3:
+            break
+    return text
+
+
 async def layouts(settings: Any, history: History, size: tuple[int, int]) -> None:
     app = ChatApp(FakeBackend(), history, settings)
     tag = f"{size[0]}x{size[1]}"
     async with app.run_test(size=size) as pilot:
-        await pilot.pause(0.3)
-        check(f"empty-{tag}", screen_text(app))
+        check(f"empty-{tag}", await settled(pilot, app))
         await pilot.press(*"Write add()")
         await pilot.press("enter")
         await app.workers.wait_for_complete()
-        await pilot.pause(0.3)
-        check(f"chat-{tag}", screen_text(app))
+        check(f"chat-{tag}", await settled(pilot, app))
         await pilot.press("f1")
-        await pilot.pause(0.3)
-        check(f"help-{tag}", screen_text(app))
+        check(f"help-{tag}", await settled(pilot, app))
         await pilot.press("escape", "f3")
         await pilot.pause(0.5)
         await app.workers.wait_for_complete()
-        await pilot.pause(0.2)
-        check(f"manager-{tag}", screen_text(app))
+        check(f"manager-{tag}", await settled(pilot, app, 0.2))
 
 
 def test_no_color_still_shows_everything(app_parts: tuple[Any, History],
