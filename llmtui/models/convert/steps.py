@@ -8,7 +8,8 @@ tools' own chatter goes to stderr, which the parent keeps in a log.
 
 Each step uses the field's own tool: transformers' GGUF loading to dequantize a GGUF into a
 Hugging Face folder, onnxruntime-genai's model builder for ONNX, optimum-intel's exporter
-with NNCF weight compression (and openvino-tokenizers) for OpenVINO IR.
+with NNCF weight compression (and openvino-tokenizers) for OpenVINO IR, the gguf package
+(llama.cpp's converter logic, in hf_gguf.py) and llama.cpp's quantizer for GGUF.
 """
 
 from __future__ import annotations
@@ -192,6 +193,35 @@ def hf_to_openvino(src: Path, out: Path, precision: str) -> None:
     hf_tok.save_pretrained(out)  # tokenizer_config.json carries the chat template
 
 
+def hf_to_gguf_file(src: Path, out: Path, qtype: str, filename: str) -> None:
+    """A Hugging Face folder to one GGUF: written F16 (or F32) with the gguf package, then
+    quantized by llama.cpp's own quantizer when ``qtype`` is a quantized type."""
+    from llmtui.errors import LlmtuiError
+    from llmtui.models.convert.quantize import quantize_gguf
+
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / filename
+    written = final if qtype in ("F16", "F32") else out / "unquantized.f16.gguf"
+    try:
+        if hf_model_type(src) == "bert":
+            from llmtui.models.convert.bert import sentence_transformer_to_gguf
+
+            say(status="writing the BERT encoder as GGUF with the gguf package")
+            sentence_transformer_to_gguf(src, written, ftype="f32" if qtype == "F32" else "f16")
+        else:
+            from llmtui.models.convert.hf_gguf import hf_to_gguf
+
+            say(status=f"writing the GGUF ({'F32' if qtype == 'F32' else 'F16'}) with the "
+                       "gguf package")
+            hf_to_gguf(src, written, ftype="f32" if qtype == "F32" else "f16")
+        if written != final:
+            say(status=f"quantizing to {qtype} with llama.cpp")
+            quantize_gguf(written, final, qtype)
+            written.unlink()
+    except LlmtuiError as exc:
+        raise StepError(str(exc), kind=type(exc).__name__) from None
+
+
 def main(argv: list[str]) -> int:
     """steps.py JSON: {"source", "source_kind": gguf|hf, "to", "precision", "work", ...}."""
     spec = json.loads(argv[0])
@@ -214,6 +244,10 @@ def main(argv: list[str]) -> int:
             say(status="quantized", done=True)
             return 0
         src = Path(spec["source"])
+        if spec["to"] == "gguf":
+            hf_to_gguf_file(src, out, spec["type"], spec["filename"])
+            say(status="converted", done=True)
+            return 0
         if spec["source_kind"] == "gguf":
             hf = work / "hf"
             dtype = "float16" if spec["precision"] == "fp16" else "float32"
