@@ -201,13 +201,15 @@ def _add_hparams(writer: Any, arch_name: str, arch: Arch, hp: dict[str, Any],
                  ftype: str) -> None:
     import gguf
 
+    gemma3 = arch.gguf_arch == gguf.MODEL_ARCH.GEMMA3
     writer.add_block_count(int(hp["num_hidden_layers"]))
-    if (n_ctx := _find(hp, "max_position_embeddings", "n_ctx", "n_positions")) is not None:
+    n_ctx = _find(hp, "max_position_embeddings", "n_ctx", "n_positions")
+    if n_ctx is not None and not gemma3:
         writer.add_context_length(int(n_ctx))
     writer.add_embedding_length(int(hp["hidden_size"]))
     writer.add_feed_forward_length(int(hp["intermediate_size"]))
     writer.add_head_count(int(hp["num_attention_heads"]))
-    if (n_kv := hp.get("num_key_value_heads")) is not None:
+    if (n_kv := hp.get("num_key_value_heads")) is not None and not gemma3:
         writer.add_head_count_kv(int(n_kv))
     rope = hp.get("rope_scaling") or hp.get("rope_parameters") or {}
     rope_type = str(rope.get("rope_type", rope.get("type", "")) or "").lower()
@@ -222,11 +224,15 @@ def _add_hparams(writer: Any, arch_name: str, arch: Arch, hp: dict[str, Any],
         raise InvalidInput(f"llmtui's GGUF converter does not handle '{rope_type}' RoPE scaling",
                            hint="llama.cpp's convert_hf_to_gguf.py may")
     theta = _find(hp, "rope_theta") or rope.get("rope_theta")
-    if theta is not None and arch.gguf_arch != gguf.MODEL_ARCH.GEMMA3:
+    if theta is not None and not gemma3:
         writer.add_rope_freq_base(float(theta))
-    if (eps := hp.get("rms_norm_eps")) is not None and arch.gguf_arch != gguf.MODEL_ARCH.GEMMA3:
+    local = _find(hp, "local_rope_theta", "rope_local_theta", "rope_theta_local", "swa_rope_theta",
+                  "rope_local_base_freq")
+    if local is not None:  # the sliding-window layers' RoPE base (Gemma 3)
+        writer.add_rope_freq_base_swa(float(local))
+    if (eps := hp.get("rms_norm_eps")) is not None and not gemma3:
         writer.add_layer_norm_rms_eps(float(eps))
-    if (head_dim := hp.get("head_dim")) is not None and arch.gguf_arch != gguf.MODEL_ARCH.GEMMA3:
+    if (head_dim := hp.get("head_dim")) is not None and not gemma3:
         writer.add_key_length(int(head_dim))
         writer.add_value_length(int(head_dim))
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if ftype == "f16"
@@ -235,7 +241,7 @@ def _add_hparams(writer: Any, arch_name: str, arch: Arch, hp: dict[str, Any],
         writer.add_vocab_size(int(hp["vocab_size"]))
         writer.add_rope_dimension_count(int(hp.get("head_dim")
                                             or hp["hidden_size"] // hp["num_attention_heads"]))
-    elif arch.gguf_arch == gguf.MODEL_ARCH.GEMMA3:
+    elif gemma3:
         # llama.cpp's defaults for keys Gemma 3 configs may leave out
         writer.add_context_length(int(hp.get("max_position_embeddings", 131072)))
         writer.add_layer_norm_rms_eps(float(hp.get("rms_norm_eps", 1e-6)))
@@ -326,7 +332,11 @@ def _spm_vocab(folder: Path, hp: dict[str, Any]) -> tuple[list[bytes], list[floa
     # SentencePiece token types as llama.cpp numbers them
     normal, unknown, control, user, unused, byte = 1, 2, 3, 4, 5, 6
     sp = SentencePieceProcessor()
-    sp.LoadFromFile(str(folder / "tokenizer.model"))
+    try:
+        sp.LoadFromFile(str(folder / "tokenizer.model"))
+    except (RuntimeError, OSError) as exc:
+        raise BadModelFile(f"tokenizer.model is not a SentencePiece model: "
+                           f"{str(exc).splitlines()[0][:200]}") from None
     n_vocab = int(hp.get("vocab_size") or sp.vocab_size())
     tokens = [f"[PAD{i}]".encode() for i in range(n_vocab)]
     scores = [-10000.0] * n_vocab
@@ -336,6 +346,9 @@ def _spm_vocab(folder: Path, hp: dict[str, Any]) -> tuple[list[bytes], list[floa
         scores[i] = sp.GetScore(i)
         types[i] = (unknown if sp.IsUnknown(i) else control if sp.IsControl(i)
                     else unused if sp.IsUnused(i) else byte if sp.IsByte(i) else normal)
+    for i in _user_defined_pieces(folder / "tokenizer.model"):
+        if i < n_vocab:
+            types[i] = user
     added_file = folder / "added_tokens.json"
     if added_file.is_file():
         for text, i in json.loads(added_file.read_text(encoding="utf-8")).items():
@@ -355,6 +368,18 @@ def _spm_vocab(folder: Path, hp: dict[str, Any]) -> tuple[list[bytes], list[floa
                 types[i] = user
             scores[i], tokens[i] = -1000.0, text.encode("utf-8")
     return tokens, scores, types
+
+
+def _user_defined_pieces(path: Path) -> list[int]:
+    """Ids the SentencePiece model itself marks user-defined (its Python API cannot say)."""
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError:  # protobuf missing: only tokenizer_config.json marks them
+        return []
+    model = pb.ModelProto()  # type: ignore[attr-defined]
+    model.ParseFromString(path.read_bytes())
+    user = pb.ModelProto.SentencePiece.USER_DEFINED  # type: ignore[attr-defined]
+    return [i for i, p in enumerate(model.pieces) if p.type == user]
 
 
 def _vocab_spm(writer: Any, folder: Path, hp: dict[str, Any]) -> int:

@@ -101,6 +101,50 @@ def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
                                                                              gguf_file=name)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
+    template = field.contents() if field is not None else None
+    if template and not getattr(tokenizer, "chat_template", None):
+        # the GGUF's chat template, which transformers keeps only for some tokenizers
+        (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+    spm = out / "tokenizer.model"
+    if spm.is_file() and spm.open("rb").read(4) == b"GGUF":
+        # transformers "saves" a GGUF-made SentencePiece tokenizer by copying the GGUF itself
+        # under that name; write a real SentencePiece model from the GGUF's vocabulary.
+        spm.unlink()
+        _spm_from_gguf(gguf_path, spm)
+
+
+def _spm_from_gguf(gguf_path: Path, out: Path) -> None:
+    """A SentencePiece model (pieces, scores, types) from a GGUF's ``llama`` vocabulary."""
+    from gguf import GGUFReader
+
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError:  # no protobuf: the folder keeps its tokenizer.json only
+        return
+    fields = GGUFReader(str(gguf_path)).fields
+    if fields["tokenizer.ggml.model"].contents() != "llama":
+        return
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    scores = (fields["tokenizer.ggml.scores"].contents() if "tokenizer.ggml.scores" in fields
+              else [0.0] * len(tokens))
+    types = fields["tokenizer.ggml.token_type"].contents()
+    space = fields.get("tokenizer.ggml.add_space_prefix")
+    model = pb.ModelProto()  # type: ignore[attr-defined]
+    model.trainer_spec.model_type = pb.TrainerSpec.BPE  # type: ignore[attr-defined]
+    model.trainer_spec.vocab_size = len(tokens)
+    model.trainer_spec.byte_fallback = 6 in types
+    model.normalizer_spec.name = "identity"
+    model.normalizer_spec.add_dummy_prefix = bool(space.contents()) if space else True
+    model.normalizer_spec.remove_extra_whitespaces = False
+    model.normalizer_spec.escape_whitespaces = True
+    for text, score, kind in zip(tokens, scores, types, strict=True):
+        piece = model.pieces.add()  # GGUF and SentencePiece number the token types alike
+        piece.piece, piece.score = text, float(score)
+        piece.type = int(kind) if 1 <= kind <= 6 else 1
+    out.write_bytes(model.SerializeToString())
 
 
 def _first_line(exc: BaseException) -> str:
