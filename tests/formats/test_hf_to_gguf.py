@@ -209,3 +209,49 @@ def test_gemma3_folder_round_trip(llm: Runner, home: Path, gemma: Path,
     print(f"\nGemma 3 perplexity: original {want:.2f}, converted F16 {got:.2f}")
     # F16 weights skip the Q8 activation rounding of quantized matmuls: a little lower.
     assert 0.85 < got / want < 1.03
+
+
+@pytest.mark.parametrize("kind", ["qwen2", "llama"])
+def test_tiny_random_models_match_transformers(kind: str, smol_hf: Path,
+                                               tmp_path: Path) -> None:
+    """Tiny random Qwen2 (q/k/v biases, an untied LM head) and Llama (grouped-query
+    attention, the rotary permutation) from transformers: llama.cpp's logits of the
+    converted F32 file equal transformers' own."""
+    import torch
+    from llama_cpp import Llama
+    from transformers import (
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    from llmtui.models.convert.hf_gguf import hf_to_gguf
+
+    tok = AutoTokenizer.from_pretrained(smol_hf)
+    torch.manual_seed(0)
+    sizes = dict(vocab_size=49152, hidden_size=64, intermediate_size=128,
+                 num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 max_position_embeddings=256, rope_theta=10000.0, tie_word_embeddings=False,
+                 bos_token_id=1, eos_token_id=2)
+    model = (Qwen2ForCausalLM(Qwen2Config(**sizes)) if kind == "qwen2"
+             else LlamaForCausalLM(LlamaConfig(**sizes)))
+    with torch.no_grad():
+        for param in model.parameters():
+            param.normal_(0, 0.2)
+    folder = tmp_path / kind
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    hf_to_gguf(folder, tmp_path / "m.gguf", ftype="f32")
+    ids = tok("The quick brown fox jumps over the lazy dog")["input_ids"]
+    with torch.no_grad():
+        want = model(torch.tensor([ids])).logits[0].numpy()
+    llm = Llama(str(tmp_path / "m.gguf"), n_ctx=64, logits_all=True, verbose=False)
+    try:
+        llm.eval(ids)
+        got = np.array(llm.scores[:len(ids)])
+    finally:
+        llm.close()
+    assert np.abs(got - want).max() < 5e-3 * np.abs(want).max()
+    assert (got.argmax(-1) == want.argmax(-1)).all()
