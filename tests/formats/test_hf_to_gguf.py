@@ -255,3 +255,19 @@ def test_tiny_random_models_match_transformers(kind: str, smol_hf: Path,
         llm.close()
     assert np.abs(got - want).max() < 5e-3 * np.abs(want).max()
     assert (got.argmax(-1) == want.argmax(-1)).all()
+
+
+def test_bert_encoder_folder_to_gguf(llm: Runner, home: Path, models_cache: Path) -> None:
+    """A sentence-transformers BERT (a zip of its folder) goes to GGUF through the same
+    command, as an embedding model."""
+    res = llm("convert", str(models_cache / "all-minilm-l6-v2.zip"), "--to", "gguf",
+              "--name", "minilm:f16", timeout=300)
+    assert res.returncode == 0, res.stderr
+    made = store_of(home).get("minilm:f16")
+    assert (made.architecture, made.quantization) == ("bert", "F16")
+    assert made.capabilities == ("embedding",)
+    res = llm("embed", "-m", "minilm:f16", "hello world", timeout=120)
+    assert res.returncode == 0, res.stderr
+    vector = json.loads(res.stdout.splitlines()[0])
+    assert len(vector["embedding"]) == 384
+    _empty(home)
