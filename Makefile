@@ -23,15 +23,31 @@ LLAMA_CMAKE_ARGS ?= -DGGML_RPC=ON
 LLAMA_FLAVOR ?= native-rpc
 endif
 WHEEL_DIR := $(HOME)/.cache/llmtui-wheels/llama-cpp-python-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
+# tests/packaging installs the built llmtui wheel into a clean venv with this wheel.
+export LLMTUI_LLAMA_WHEELS := $(WHEEL_DIR)
 # llama.cpp's own tools (llama-server, llama-batched-bench) from the same vendored source,
 # built once for the benchmarks (never by `make test`).
 TOOLS_DIR := $(HOME)/.cache/llmtui-tools/llama.cpp-$(LLAMA_VERSION)-$(ARCH)-$(LLAMA_FLAVOR)
 SYSPKGS := libportaudio2 espeak-ng sox tmux
+# ruby: tests/packaging checks and runs the Homebrew formula's test block.
+SYSPKGS += ruby
+# iproute2 (ip, ss): tests/scale puts its RPC workers in network namespaces (root only).
+SYSPKGS += iproute2
+# The Rust SDK's crates as Debian packages: the build machines reach no crates registry,
+# so cargo reads these from /usr/share/cargo/registry instead (see test-rust).
+RUST_CRATE_PKGS := librust-reqwest-dev librust-tokio-dev librust-hyper-dev librust-serde-dev \
+  librust-serde-derive-dev librust-serde-json-dev librust-futures-dev librust-bytes-dev \
+  librust-thiserror-dev
+DEBIAN_CRATES := /usr/share/cargo/registry
+# Builds of the SDKs stay outside the repository and between runs: npm's cache (~/.npm)
+# and one cargo target folder.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/llmtui-cargo/target
+
 # `llm convert` (the convert extra) needs torch: the CPU build, installed on its own first
 # so that pip never resolves a plain `torch` to the CUDA wheels.
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup sysdeps models jsdeps run test lint bench bench-tools man clean
+.PHONY: setup sysdeps models jsdeps run test lint bench bench-tools man clean test-js test-rust
 
 setup: $(STAMP)
 
@@ -46,7 +62,7 @@ $(STAMP): pyproject.toml
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) torch==$(TORCH_VERSION) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert]' ollama openai
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert,docs,scale]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make
@@ -62,6 +78,14 @@ sysdeps:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "warning: missing system packages:$$missing (install them with your package manager)" >&2; fi
+	@missing=""; for p in $(RUST_CRATE_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v cargo >/dev/null || missing="$$missing cargo"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing the Rust SDK's crates:$$missing"; \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	         --no-install-recommends $$missing >/dev/null; }; } \
+	  || echo "warning: could not install$$missing; cargo will need the crates registry" >&2; fi
 
 # The real tiny test models, fetched once into a cache outside the repository.
 models: $(STAMP)
@@ -83,6 +107,19 @@ lint: $(STAMP)
 
 test: setup sysdeps models jsdeps lint
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-js test-rust
+
+# The SDKs against a real daemon (tests/sdk_daemon.py starts `llm serve` for them).
+test-js: setup models
+	cd sdk/js && npm ci --no-audit --no-fund --prefer-offline && \
+	  LLMTUI_PYTHON=$(CURDIR)/$(BIN)/python npm test
+
+test-rust: setup models
+	cd sdk/rust && export CARGO_TARGET_DIR=$(CARGO_TARGET_DIR) LLMTUI_PYTHON=$(CURDIR)/$(BIN)/python && \
+	if ls -d $(DEBIAN_CRATES)/reqwest-0.11.* >/dev/null 2>&1; then \
+	  cargo test --offline --config 'source.crates-io.replace-with="debian"' \
+	    --config 'source.debian.directory="$(DEBIAN_CRATES)"'; \
+	else cargo test; fi
 
 bench-tools: $(STAMP)
 	PYTHON=$(BIN)/python bench/build_tools.sh $(LLAMA_VERSION) $(TOOLS_DIR) "$(LLAMA_CMAKE_ARGS)"

@@ -22,7 +22,7 @@ _llm() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
-    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice"
+    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
         return
@@ -32,6 +32,8 @@ _llm() {
         --format) COMPREPLY=($(compgen -f -W "json" -- "$cur")); return ;;
         -i|--image|--mmproj) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --length|-l) COMPREPLY=($(compgen -W "short medium long" -- "$cur")); return ;;
+        --functions) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --tools) COMPREPLY=($(compgen -W "fs shell fs,shell" -- "$cur")); return ;;
     esac
     case "$cmd" in
         run|show|rm|cp|load|stop|voice)
@@ -42,6 +44,8 @@ _llm() {
         completion) COMPREPLY=($(compgen -W "install show bash zsh fish" -- "$cur")) ;;
         rag) COMPREPLY=($(compgen -W "add ls show rm query watch" -- "$cur")) ;;
         history) COMPREPLY=($(compgen -W "list show export import rm" -- "$cur")) ;;
+        mcp) COMPREPLY=($(compgen -W "list add rm test" -- "$cur")) ;;
+        launch) COMPREPLY=($(compgen -W "claude codex opencode aider --config --model --port" -- "$cur")) ;;
         logs) COMPREPLY=($(compgen -W "path --count --current --cid --model --query --response --json" -- "$cur")) ;;
         chat) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;
     esac

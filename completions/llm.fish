@@ -17,7 +17,7 @@ function __llm_models
     end
 end
 
-set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice
+set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch
 complete -c llm -f
 complete -c llm -n "not __fish_seen_subcommand_from $cmds" -a "$cmds"
 complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat voice" -a "(__llm_models)"
@@ -30,6 +30,10 @@ complete -c llm -n "__fish_seen_subcommand_from import describe transcribe" -F
 complete -c llm -n "__fish_seen_subcommand_from rag" -a "add ls show rm query watch"
 complete -c llm -n "__fish_seen_subcommand_from history" -a "list show export import rm"
 complete -c llm -n "__fish_seen_subcommand_from logs" -a "path"
+complete -c llm -n "__fish_seen_subcommand_from mcp" -a "list add rm test"
+complete -c llm -n "__fish_seen_subcommand_from launch" -a "claude codex opencode aider"
+complete -c llm -l functions -F -d "Python file of tool functions"
+complete -c llm -l tools -a "fs shell fs,shell" -d "built-in tools"
 complete -c llm -s i -l image -F -d "image file"
 complete -c llm -l mmproj -F -d "projector file"
 complete -c llmtui -w llm

@@ -130,6 +130,15 @@ def _size_text(value: object) -> str | int:
     return value if isinstance(value, int) else str(value)
 
 
+def _endpoints(value: object) -> str:
+    from llmtui.backends.ggml_devices import parse_endpoints
+
+    found = parse_endpoints(_text(value))
+    if not found:
+        raise ValueError("expected HOST:PORT[,HOST:PORT...]")
+    return ",".join(found)
+
+
 def _choice(*allowed: str) -> Callable[[object], str]:
     def check(value: object) -> str:
         text = str(value).strip().lower()
@@ -211,6 +220,9 @@ KEYS: dict[str, Key] = {
             "restart instead of evaluated again; 0: off)"),
         Key("gpu_layers", _number(-1, 100000, integer=True), -1,
             "layers offloaded to the GPU (-1: all, when the build supports it)"),
+        Key("rpc_servers", _endpoints, None,
+            "llama.cpp RPC servers (`llm rpc-worker` on other boxes), HOST:PORT,... : GGUF "
+            "models offload their layers to them (LLMTUI_RPC_SERVERS, llm serve --rpc)"),
         Key("onnx_providers", _text, "cpu",
             "ONNX Runtime execution providers, in order (cpu, cuda, tensorrt, dml, openvino)"),
         Key("openvino_device", _text, "CPU", "OpenVINO device: CPU, GPU, NPU or AUTO"),

@@ -28,6 +28,7 @@ class ExitCode(IntEnum):
     EMBEDDING_MISMATCH = 17
     OFFLINE = 18
     NO_AUDIO_DEVICE = 19
+    REMOTE_UNAVAILABLE = 20
     INTERRUPTED = 130
 
 
@@ -129,6 +130,14 @@ class NoAudioDevice(LlmtuiError):
 
     exit_code = ExitCode.NO_AUDIO_DEVICE
     http_status = 503
+
+
+class RemoteUnavailable(LlmtuiError):
+    """Another machine llmtui was told to use (an RPC server, a Ray cluster) cannot be
+    reached, is busy, or speaks another version."""
+
+    exit_code = ExitCode.REMOTE_UNAVAILABLE
+    http_status = 502
 
 
 class MissingExtra(LlmtuiError):

@@ -137,7 +137,8 @@ def install_guard() -> None:
 
 #: Switches that libraries we may load read before they would send usage data.
 TELEMETRY_OFF = {"HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1",
-                 "DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+                 "DISABLE_TELEMETRY": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+                 "RAY_USAGE_STATS_ENABLED": "0"}
 #: And, when offline, those that keep the Hugging Face libraries off the network.
 HUB_OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmtui.compat import getuid
+
 APP_NAME = "llmtui"
 
 
@@ -111,7 +113,7 @@ def private_dir(path: Path, *, tighten: bool = True) -> Path:
         raise ConfigError(
             f"the folder {path} can be written by other users (mode {mode:04o})",
             hint=f"make it private: chmod 700 {path}")
-    if tighten and st.st_uid == os.getuid() and mode & 0o077:
+    if tighten and st.st_uid == getuid() and mode & 0o077:
         with contextlib.suppress(OSError):
             os.chmod(path, mode & 0o700)
     return path

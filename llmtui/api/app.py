@@ -114,6 +114,7 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
             await engine.close()
 
     graphql = LazyGraphQL(engine, limits)
+    from llmtui.api.anthropic import AnthropicAPI
     from llmtui.api.audio import AudioAPI
     from llmtui.api.formats import FormatsAPI
     from llmtui.api.rag import RagAPI
@@ -123,6 +124,7 @@ def make_app(engine: EngineManager, on_shutdown: Callable[[], None] | None = Non
               *ResponsesAPI(api).routes(),
               *FormatsAPI(api).routes(),
               *AudioAPI(api).routes(),
+              *AnthropicAPI(api).routes(),
               Route("/api/x/graphql", graphql, methods=["GET", "POST"]),
               WebSocketRoute("/api/x/graphql", graphql),
               Route("/api/x/status", status, methods=["GET"]),

@@ -503,6 +503,8 @@ class OllamaAPI:
                 "slots": item["slots"], "active": item["active"], "waiting": item["waiting"],
                 "backend": info.get("backend", "llama.cpp"),
                 "device": info.get("device") or ("gpu" if item["size_vram"] else "cpu"),
+                # ours: which devices hold its layers (RPC servers, GPUs, the CPU)
+                **({"devices": item["devices"]} if item.get("devices") else {}),
             })
         return JSONResponse({"models": models})
 

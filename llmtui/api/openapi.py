@@ -54,6 +54,10 @@ _KEEP = {"description": "duration (\"5m\") or seconds; 0 unloads, negative keeps
                    {"type": "number"}]}
 _ERROR = {"type": "object", "required": ["error"],
           "properties": {"error": _STR, "code": _STR}}
+#: Anthropic's error shape (/v1/messages).
+_ANTHROPIC_ERROR = {"type": "object", "required": ["type", "error"], "properties": {
+    "type": {"const": "error"}, "error": {"type": "object", "required": ["type", "message"],
+                                          "properties": {"type": _STR, "message": _STR}}}}
 _OPENAI_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {
     "type": "object", "required": ["message"], "properties": {"message": _STR}}}}
 
@@ -184,6 +188,16 @@ MULTIPART: dict[str, dict[str, Any]] = {
     "/v1/audio/translations": _obj(["file"], **_STT_FIELDS),
 }
 BODIES.update({
+    # ctx/stride are checked against the model's context by the worker (model-dependent).
+    "/api/x/perplexity": _obj(["model", "text"], model=_MODEL, text=_TEXT_IN,
+                              ctx={"type": "integer", "minimum": 2},
+                              stride={"type": "integer", "minimum": 1},
+                              keep_alive=_KEEP, stream=_BOOLEAN),
+    "/api/x/convert": _obj(["model", "to"], model=_MODEL, to={"enum": ["onnx", "openvino"]},
+                           precision={"enum": ["int4", "int8", "fp16", "fp32"]},
+                           name=_MODEL, stream=_BOOLEAN),
+})
+BODIES.update({
     "/v1/audio/speech": _obj(["input"], input=_TEXT_IN, model=_MODEL, voice=_VOICE,
                              response_format={"enum": ["mp3", "wav", "pcm", "flac", "opus",
                                                        "aac"]},
@@ -215,7 +229,7 @@ CONTENT: dict[str, list[str]] = {
 
 STREAMING = {"/api/generate", "/api/chat", "/api/pull", "/api/create",
              "/api/x/rag/{name}/add", "/api/x/rag/{name}/query"}
-SSE = {"/v1/chat/completions", "/v1/completions"}
+SSE = {"/v1/chat/completions", "/v1/completions", "/v1/messages"}
 PLAIN = {"/", "/metrics"}
 EMPTY = {"/api/delete", "/api/copy", "/api/blobs/{digest}"}
 #: Statuses every operation may answer besides its success (the API key, the Host
@@ -226,6 +240,8 @@ _COMMON = {"400": "Invalid request", "401": "Missing or wrong API key (TCP)",
            "404": "Model, collection or conversation not found",
            "408": "The request did not arrive in time", "409": "Conflict",
            "413": "Request body too large", "501": "An optional extra is not installed",
+           "502": "A remote machine failed: a download source, or an RPC server "
+                  "(rpc_servers) that cannot be reached",
            "503": "Busy (Retry-After)", "507": "Not enough disk space"}
 
 
@@ -260,7 +276,8 @@ def _responses(path: str, method: str) -> dict[str, Any]:
             content["text/event-stream"] = {}
         ok = {"description": "OK" + (" (NDJSON stream unless stream is false)"
                                      if path in STREAMING else ""), "content": content}
-    error = _OPENAI_ERROR if path.startswith("/v1/") else _ERROR
+    error = _ANTHROPIC_ERROR if path.startswith("/v1/messages") else \
+        _OPENAI_ERROR if path.startswith("/v1/") else _ERROR
     out: dict[str, Any] = {"200": ok}
     if path == "/api/blobs/{digest}":
         out["201"] = {"description": "Stored (POST), or already there"}
@@ -346,3 +363,32 @@ def build(routes: list[BaseRoute], predict: int | None = None) -> dict[str, Any]
         "security": [{}, {"bearer": []}, {"apiKey": []}],
         "paths": paths,
     }
+
+
+# -- Anthropic's Messages API (llmtui/api/anthropic.py) ------------------------------------------
+
+#: Text blocks only here: which other blocks a message may hold depends on its role (image
+#: and tool_result in user turns, tool_use and thinking in assistant ones; docs/api.md).
+_A_BLOCKS = {"type": "array", "minItems": 1, "items": _obj(["type", "text"],
+                                                            type={"const": "text"}, text=_STR)}
+_A_MESSAGES = {"type": "array", "minItems": 1, "maxItems": 64, "items": _obj(
+    ["role", "content"], role={"enum": ["user", "assistant"]},
+    content={"oneOf": [_TEXT_IN, _A_BLOCKS]})}
+_A_TOOLS = {"type": "array", "maxItems": 128, "items": _obj(
+    ["name", "input_schema"], name={"type": "string", "minLength": 1, "maxLength": 64},
+    description=_STR, input_schema={"type": "object"})}
+_A_CHOICE = {"oneOf": [_obj(["type"], type={"enum": ["auto", "any", "none"]}),
+                       _obj(["type", "name"], type={"const": "tool"}, name=_STR)]}
+_A_COMMON = {"model": _MODEL, "messages": _A_MESSAGES, "system": _STR, "tools": _A_TOOLS}
+BODIES.update({
+    "/v1/messages": _obj(
+        ["model", "messages", "max_tokens"], **_A_COMMON,
+        max_tokens=_OPENAI_SAMPLING["max_tokens"], tool_choice=_A_CHOICE,
+        stop_sequences={"type": "array", "maxItems": 16,
+                        "items": {"type": "string", "minLength": 1, "maxLength": 256}},
+        temperature=_OPENAI_SAMPLING["temperature"], top_p=_OPENAI_SAMPLING["top_p"],
+        top_k={"type": "integer", "minimum": 1, "maximum": 1000}, stream=_BOOLEAN,
+        thinking=_obj(["type"], type={"enum": ["enabled", "disabled", "adaptive"]},
+                      budget_tokens={"type": "integer", "minimum": 1})),
+    "/v1/messages/count_tokens": _obj(["model", "messages"], **_A_COMMON),
+})

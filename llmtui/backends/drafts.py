@@ -75,6 +75,7 @@ class Adaptive:
     cooldown: int = 16
     drafted: int = 0
     accepted: int = 0
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (drafted, kept) per step
 
     def allowed(self) -> bool:
         if self.pause > 0:
@@ -87,14 +88,26 @@ class Adaptive:
         self.accepted += accepted
         if drafted == 0:
             return
+        self.recent.append((drafted, accepted))
+        del self.recent[:-8]
+        kept = sum(a for _, a in self.recent) / sum(d for d, _ in self.recent)
         if accepted == 0:
             self.misses += 1
             if self.misses >= 3:
-                self.pause, self.misses = self.cooldown, 0
-                self.cooldown = min(256, self.cooldown * 2)
+                self._back_off()
+        elif len(self.recent) >= 4 and kept < 0.5:
+            # Some guesses kept, most refused (free-form chat): checking them costs more
+            # than the few kept tokens save on a CPU, so this is a loss too.
+            self._back_off()
         else:
             self.misses = 0
-            self.cooldown = 16
+            if kept >= 0.5:
+                self.cooldown = 16
+
+    def _back_off(self) -> None:
+        self.pause, self.misses = self.cooldown, 0
+        self.cooldown = min(256, self.cooldown * 2)
+        self.recent.clear()
 
 
 class DraftModel:

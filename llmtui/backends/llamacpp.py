@@ -18,7 +18,7 @@ from typing import Any
 from llmtui.backends.base import GenStats, Reply
 from llmtui.backends.templates import is_jinja, render_go
 from llmtui.backends.tools import with_tool_prompt
-from llmtui.errors import BadModelFile, ContextOverflow, InvalidInput, require
+from llmtui.errors import BadModelFile, ConfigError, ContextOverflow, InvalidInput, require
 
 
 def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, eos: str,
@@ -137,14 +137,28 @@ class LlamaCppBackend:
 
     def load(self, path: str, options: dict[str, Any]) -> dict[str, Any]:
         llama_cpp = require("llama_cpp", "llama", "Running GGUF models")
-        from llmtui.backends.ggml_devices import has_gpu
+        from llmtui.backends.ggml_devices import (
+            add_rpc_servers,
+            has_gpu,
+            parse_endpoints,
+            placement,
+        )
         from llmtui.backends.llama_native import install_log, log_mark
 
         install_log(verbose=bool(os.environ.get("LLMTUI_DEBUG")))
+        try:
+            rpc = parse_endpoints(str(options.get("rpc_servers") or ""))
+        except ValueError as exc:
+            raise ConfigError(f"rpc_servers: {exc}") from None
+        if rpc:
+            # Registered before the model loads: llama.cpp offloads layers to them first.
+            # A server lost later aborts this worker (llama.cpp's way); skip its gdb trace.
+            os.environ.setdefault("GGML_NO_BACKTRACE", "1")
+            add_rpc_servers(rpc)
         # Not llama_supports_gpu_offload(): it is also true for a CPU build with RPC.
         supports_gpu = has_gpu()
         gpu_layers = int(options.get("num_gpu", -1))
-        if not supports_gpu:
+        if not supports_gpu and not rpc:
             gpu_layers = 0
         self._gpu = supports_gpu and gpu_layers != 0
         threads = int(options.get("num_thread") or 0) or default_threads()
@@ -171,7 +185,17 @@ class LlamaCppBackend:
             "chat_template": self.template is not None,
             "embedding": embedding,
             "threads": threads,
+            "devices": placement(self._block_count(), gpu_layers),
         }
+
+    def _block_count(self) -> int:
+        md = self.model.metadata()
+        arch = md.get("general.architecture", "")
+        if md.get(f"{arch}.block_count"):
+            return int(md[f"{arch}.block_count"])
+        import llama_cpp
+
+        return int(llama_cpp.llama_model_n_layer(self.model.model))
 
     @staticmethod
     def _load_error(path: str, mark: int, exc: BaseException) -> BadModelFile:
@@ -595,6 +619,13 @@ class LlamaCppBackend:
             out["tool_calls"] = m["tool_calls"]
         if m.get("images"):
             out["images"] = m["images"]
+        if m.get("thinking"):
+            # An earlier reply's reasoning, under the names templates read: Ollama's
+            # ``thinking`` and Hugging Face's ``reasoning_content`` (Qwen3, DeepSeek-R1).
+            out["thinking"] = out["reasoning_content"] = m["thinking"]
+        for key in ("tool_call_id", "name", "tool_name"):  # a tool result's call
+            if m.get(key):
+                out[key] = m[key]
         return out
 
     # -- embeddings ----------------------------------------------------------------------------

@@ -17,15 +17,20 @@ from llmtui.cli import (
     chat_cmd,
     completion_cmd,
     config_cmd,
+    doctor_cmd,
     formats_cmd,
     gen_cmd,
     history_cmd,
+    launch_cmd,
     logs_cmd,
+    mcp_cmd,
     models_cmd,
     plugins_cmd,
     prompt_cmd,
     rag_cmd,
     runtime_cmd,
+    scale_cmd,
+    setup_cmd,
     vision_cmd,
     voice_cmd,
 )
@@ -47,17 +52,22 @@ chat_cmd.register(app)
 gen_cmd.register(app)
 models_cmd.register(app)
 runtime_cmd.register(app)
+scale_cmd.register(app)
 rag_cmd.register(app)
 prompt_cmd.register(app)
 logs_cmd.register(app)
 plugins_cmd.register(app)
+setup_cmd.register(app)
+doctor_cmd.register(app)
 formats_cmd.register(app)
 vision_cmd.register(app)
 voice_cmd.register(app)
+launch_cmd.register(app)
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(completion_cmd.app, name="completion")
 app.add_typer(history_cmd.app, name="history")
 app.add_typer(cache_cmd.app, name="cache")
+app.add_typer(mcp_cmd.app, name="mcp")
 
 
 def _version(value: bool) -> None:
@@ -80,6 +90,9 @@ def _root(
 
         session.NO_DAEMON = True
     if ctx.invoked_subcommand is None:
+        if setup_cmd.first_run():  # nothing installed yet: the wizard first, then the chat
+            setup_cmd.setup(yes=False, model=None, min_speed=20.0, prompt=False,
+                            completion=None, autostart=None)
         chat_cmd.chat(model=None, conversation=None)
 
 

@@ -30,6 +30,17 @@ from llmtui.cli.common import (
     silence_stdout,
     vision_model,
 )
+from llmtui.cli.toolrun import (
+    AllowToolOpt,
+    FunctionsOpt,
+    McpOpt,
+    RoundsOpt,
+    ToolArgs,
+    ToolChoiceOpt,
+    ToolsOpt,
+    YesOpt,
+    run_with_tools,
+)
 from llmtui.errors import InvalidInput
 
 
@@ -51,6 +62,9 @@ def run(
     draft: str | None = typer.Option(
         None, "--draft", help="Speculative decoding: lookup, none, or a draft model's name."),
     image: list[str] = ImageOpt,
+    tools: str | None = ToolsOpt, functions: list[str] = FunctionsOpt,
+    mcp: list[str] = McpOpt, tool_choice: str | None = ToolChoiceOpt,
+    allow_tool: list[str] = AllowToolOpt, yes: bool = YesOpt, tool_rounds: int = RoundsOpt,
 ) -> None:
     """Run a prompt (one-shot with a prompt or stdin) or an interactive session.
 
@@ -89,6 +103,18 @@ def run(
         parse_keep_alive(keep_alive)
         opts.keep_alive = keep_alive
     prompt = compose(stdin, " ".join(words))
+    targs = ToolArgs(tools, functions or [], mcp or [], tool_choice, allow_tool or [], yes,
+                     tool_rounds)
+    targs.check()
+    if targs.wanted():
+        if not prompt and not images:
+            raise InvalidInput("tools need a prompt: pass one or pipe it in (the "
+                               "interactive session does not take tools yet)")
+        user: dict[str, object] = {"role": "user", "content": prompt or DESCRIBE_PROMPT}
+        if images:
+            user["images"] = images
+        run_with_tools(opts, targs, [user])
+        return
     if images:
         run_one(opts, prompt=prompt or DESCRIBE_PROMPT, images=images)
         return
@@ -193,6 +219,9 @@ def ask(
     rag: str | None = typer.Option(None, "--rag", help="Answer from this RAG collection, "
                                    "with citations (see `llm rag`)."),
     k: int = typer.Option(5, "-k", help="With --rag: chunks to retrieve."),
+    tools: str | None = ToolsOpt, functions: list[str] = FunctionsOpt,
+    mcp: list[str] = McpOpt, tool_choice: str | None = ToolChoiceOpt,
+    allow_tool: list[str] = AllowToolOpt, yes: bool = YesOpt, tool_rounds: int = RoundsOpt,
 ) -> None:
     """Answer a question; piped stdin is the context to answer from."""
     q = " ".join(question).strip()
@@ -216,6 +245,13 @@ def ask(
                                  "If the context does not contain the answer, say so."
                                  if context else "Answer the question concisely.")
     user = f"Context:\n{context.strip()}\n\nQuestion: {q}" if context and context.strip() else q
+    targs = ToolArgs(tools, functions or [], mcp or [], tool_choice, allow_tool or [], yes,
+                     tool_rounds)
+    targs.check()
+    if targs.wanted():
+        opts.system = sys_prompt
+        run_with_tools(opts, targs, [{"role": "user", "content": user}])
+        return
     run_one(opts, messages=[{"role": "system", "content": sys_prompt},
                             {"role": "user", "content": user}])
 

@@ -221,31 +221,40 @@ def catalog(
     term: str | None = typer.Argument(None, help="Only entries matching this word."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """What can be pulled, and whether it fits this machine's RAM."""
-    from llmtui.models.catalog import fit, load_catalog, recommend, search, total_ram
+    """What can be pulled, whether it fits this machine and how fast it would decode."""
+    from llmtui.config import Settings
+    from llmtui.machine import estimate, for_settings, recommend
+    from llmtui.models.catalog import load_catalog, search
 
     entries = search(term) if term else list(load_catalog().values())
-    ram = total_ram()
+    machine = for_settings(Settings.load())
     installed = {m.name for m in _store().models()}
+    ests = {e.name: estimate(machine, e.size, e.ram) for e in entries}
+    rec = next(iter(recommend(machine, load_catalog().values())), None)
     if json_out:
         print_json({
-            "ram_total": ram,
-            "recommended": (rec.name if (rec := recommend(ram)) else None),
-            "models": [{**e.to_json(), "fit": fit(e.ram, ram), "installed": e.name in installed}
-                       for e in entries],
+            "ram_total": machine.ram_total,
+            "bandwidth": round(machine.bandwidth),
+            "recommended": rec.name if rec else None,
+            "models": [{**e.to_json(), **ests[e.name].to_json(),
+                        "installed": e.name in installed} for e in entries],
         })
         return
     rows = [
         [e.name, e.parameters, e.quantization, human_size(e.size), human_size(e.ram),
-         fit(e.ram, ram), ",".join(e.capabilities), "yes" if e.name in installed else ""]
+         ests[e.name].fit, (f"~{ests[e.name].tokens_per_second:.0f}"
+                            if {"chat", "completion"} & set(e.capabilities) else "-"),
+         ",".join(e.capabilities), "yes" if e.name in installed else ""]
         for e in entries
     ]
-    print_table(f"Catalog (this machine: {human_size(ram)} RAM)",
-                ["NAME", "PARAMS", "QUANT", "SIZE", "RAM", "FIT", "CAPABILITIES", "INSTALLED"],
-                rows)
-    rec = recommend(ram)
+    print_table(f"Catalog (this machine: {human_size(machine.ram_total)} RAM, "
+                f"{machine.bandwidth / 1e9:.1f} GB/s measured)",
+                ["NAME", "PARAMS", "QUANT", "SIZE", "RAM", "FIT", "TOK/S", "CAPABILITIES",
+                 "INSTALLED"], rows)
     if rec is not None:
-        info(f"recommended for this machine: {rec.name} ({rec.description})")
+        info(f"recommended for this machine: {rec.name} ({rec.description}; "
+             f"~{ests.get(rec.name, estimate(machine, rec.size, rec.ram)).tokens_per_second:.0f}"
+             " tokens/s expected)")
 
 
 def search_cmd(

@@ -32,18 +32,56 @@ def serve(
         show_default=False),
     insecure: bool = typer.Option(
         False, "--insecure", help="Allow a non-loopback address without an API key."),
+    rpc: str | None = typer.Option(
+        None, "--rpc", help="llama.cpp RPC servers HOST:PORT[,HOST:PORT...] (`llm "
+        "rpc-worker` on other boxes) that GGUF models offload their layers to; overrides "
+        "the rpc_servers setting."),
+    ray: bool = typer.Option(
+        False, "--ray", help="Deploy as a Ray Serve application: replicas each run the "
+        "engine, behind Ray's HTTP proxy on --host/--port (default 127.0.0.1:11434)."),
+    address: str | None = typer.Option(
+        None, "--address", help="With --ray: the Ray cluster (auto, HOST:PORT or "
+        "ray://HOST:10001). Default: start a local one for this run."),
+    replicas: int | None = typer.Option(None, "--replicas", min=1,
+                                        help="With --ray: how many replicas (default 1)."),
+    autoscale: str | None = typer.Option(
+        None, "--autoscale", help="With --ray: MIN..MAX replicas, scaled on ongoing "
+        "requests."),
 ) -> None:
     """Run the daemon in the foreground, with logs on stderr (Ctrl-C stops it)."""
     import logging
+    import os
 
     from llmtui.daemon.server import serve as run_server
     from llmtui.daemon.server import tcp_listener
+    from llmtui.errors import UsageError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
-    listen = tcp_listener(settings, host, port, api_key, insecure, use_ollama_env=True)
-    raise typer.Exit(run_server(settings, listen=listen))
+    if rpc is not None:
+        from llmtui.backends.ggml_devices import parse_endpoints
+
+        try:
+            servers = parse_endpoints(rpc)
+        except ValueError as exc:
+            raise UsageError(f"--rpc: {exc}") from None
+        if not servers:
+            raise UsageError("--rpc: expected HOST:PORT[,HOST:PORT...]")
+        os.environ["LLMTUI_RPC_SERVERS"] = ",".join(servers)  # the engine and its replicas
+    if not ray:
+        if address is not None or replicas is not None or autoscale is not None:
+            raise UsageError("--address, --replicas and --autoscale go with --ray")
+        listen = tcp_listener(settings, host, port, api_key, insecure, use_ollama_env=True)
+        raise typer.Exit(run_server(settings, listen=listen))
+    from llmtui.api.security import DEFAULT_PORT
+    from llmtui.scale.ray_serve import parse_scaling, serve_ray
+
+    scaling = parse_scaling(replicas, autoscale)
+    listen = tcp_listener(settings, host, port, api_key, insecure, use_ollama_env=True) or \
+        tcp_listener(settings, "127.0.0.1", DEFAULT_PORT, api_key, insecure)
+    assert listen is not None  # a host is given, so TCP is on
+    raise typer.Exit(serve_ray(settings, listen, address, scaling))
 
 
 @daemon_app.command("start")
@@ -133,10 +171,20 @@ def ps(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> No
         slots = int(m.get("slots") or 1)
         busy = f"{m.get('active', 0)}/{slots}"
         rows.append([m["name"] + (" (embed)" if m.get("embedding") else ""),
-                     human_size(m.get("size")), f"100% {where}",
+                     human_size(m.get("size")), _placement(m.get("devices")) or f"100% {where}",
                      str(m.get("context_length") or "-") + (f" ×{slots}" if slots > 1 else ""),
                      busy, until])
     print_table(None, ["NAME", "SIZE", "PROCESSOR", "CONTEXT", "BUSY", "UNTIL"], rows)
+
+
+def _placement(devices: list[dict[str, Any]] | None) -> str:
+    """Where a model's layers are, when some are off this machine's CPU: the devices
+    that hold them (RPC servers by address) with their layer counts."""
+    held = [d for d in devices or [] if d.get("layers")]
+    if not any(d.get("kind") != "cpu" for d in held):
+        return ""
+    return ", ".join(f"{d.get('endpoint') or d.get('name')} ({d['layers']} layers)"
+                     for d in held)
 
 
 def load(

@@ -26,6 +26,6 @@ def connect() -> Iterator[Any]:
         from llmtui.daemon.server import InProcessServer
 
         with InProcessServer(settings) as server:
-            yield Client(socket=str(server.socket), settings=settings)
+            yield Client(socket=server.endpoint, settings=settings, api_key=server.token)
     else:
         yield Client(settings=settings)

@@ -36,6 +36,7 @@ _CLASSES: dict[str, type[errors.LlmtuiError]] = {
     "collection_not_found": errors.CollectionNotFound,
     "embedding_mismatch": errors.EmbeddingMismatch, "missing_extra": _MissingExtra,
     "no_audio_device": errors.NoAudioDevice,
+    "remote_unavailable": errors.RemoteUnavailable,
 }
 
 
@@ -101,6 +102,21 @@ class _Base:
                                            hint="start it with: llm daemon start")
         self.socket = str(live["socket"])
         return self.socket
+
+    def _local_kwargs(self, *, asynchronous: bool) -> dict[str, Any]:
+        """TCP to a host; else the local daemon's socket, or its loopback port and token
+        where there are no Unix sockets (llmtui/compat.py)."""
+        if self.host:
+            return self._client_kwargs()
+        from llmtui.daemon import lifecycle
+
+        endpoint = self._socket_path()
+        token = None
+        if lifecycle.is_tcp(endpoint) and not self.headers:
+            token = lifecycle.local_token(self.settings or Settings.load())
+        kw = lifecycle.connection(endpoint, token, asynchronous=asynchronous)
+        return {**kw, "timeout": self.timeout, "headers": {**kw.get("headers", {}),
+                                                           **self.headers}}
 
     def _client_kwargs(self) -> dict[str, Any]:
         if self.host:
@@ -187,12 +203,7 @@ class Client(_Base):
     def _http(self) -> httpx.Client:
         """One connection pool for the client's life (building one costs milliseconds)."""
         if self._conn is None:
-            if self.host:
-                self._conn = httpx.Client(**self._client_kwargs())
-            else:
-                # No TLS on a Unix socket: skipping verify avoids loading the CA bundle.
-                transport = httpx.HTTPTransport(uds=self._socket_path(), verify=False)
-                self._conn = httpx.Client(transport=transport, **self._client_kwargs())
+            self._conn = httpx.Client(**self._local_kwargs(asynchronous=False))
         return self._conn
 
     def close(self) -> None:
@@ -266,6 +277,38 @@ class Client(_Base):
     def chat(self, model: str, messages: list[dict[str, Any]],
              **kw: Any) -> Iterator[dict[str, Any]]:
         return self.stream("/api/chat", self._chat_body(model, messages, **kw))
+
+    def run_tools(self, model: str, messages: str | list[dict[str, Any]], tools: Any, *,
+                  tool_choice: str | None = None, approve: Any = True, max_rounds: int = 5,
+                  on_text: Any = None, **kw: Any) -> Any:
+        """Chat with tools: the model calls them, they run here, the results go back,
+        until it answers (at most ``max_rounds`` rounds of calls). Returns a
+        ``llmtui.tools.LoopResult`` (``.text``, ``.calls``, ``.messages``).
+
+        ``tools``: Python functions (type hints and docstring describe them), ``Tool``
+        objects, or "fs"/"shell" for the built-in ones. ``tool_choice``: "required" or a
+        tool's name forces a call in the first round. ``approve``: True runs every call
+        (they are your functions), False refuses them, or a function ``(name,
+        arguments) -> bool`` decides each. ``kw``: options, think, keep_alive, ...
+
+        Example::
+
+            def secret(city: str) -> str:
+                "The secret code of a city."
+                return "ZEBRA-42"
+
+            result = client.run_tools("smollm2:135m", "Secret code of Paris?", [secret])
+            print(result.text, result.calls)
+        """
+        from llmtui.tools import approver_of, run_loop, toolset_of
+
+        toolset = toolset_of(tools)
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        return run_loop(self, model, messages, toolset,
+                        approver=approver_of(approve, toolset.names()),
+                        tool_choice=tool_choice, max_rounds=max_rounds, on_text=on_text,
+                        **kw)
 
     def embed(self, model: str, input: str | list[str], **kw: Any) -> dict[str, Any]:
         return self.request("POST", "/api/embed",
@@ -349,10 +392,7 @@ class AsyncClient(_Base):
     """Asynchronous client with the same methods, for asyncio programs and the TUI."""
 
     def _http(self) -> httpx.AsyncClient:
-        if self.host:
-            return httpx.AsyncClient(**self._client_kwargs())
-        transport = httpx.AsyncHTTPTransport(uds=self._socket_path(), verify=False)
-        return httpx.AsyncClient(transport=transport, **self._client_kwargs())
+        return httpx.AsyncClient(**self._local_kwargs(asynchronous=True))
 
     async def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:

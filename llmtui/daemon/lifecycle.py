@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import signal
@@ -13,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmtui import __version__
+from llmtui import __version__, compat
+from llmtui.compat import lock_fd, unlock_fd
 from llmtui.config import Settings
 from llmtui.daemon.paths import DaemonPaths, secure_runtime_dir
 from llmtui.errors import DaemonUnavailable
@@ -30,22 +30,42 @@ def read_status(dp: DaemonPaths) -> dict[str, Any] | None:
 
 
 def pid_alive(pid: int) -> bool:
+    return compat.pid_alive(pid)
+
+
+def is_tcp(endpoint: str) -> bool:
+    """A local daemon's endpoint is a Unix socket path, or (see compat.py) a loopback URL."""
+    return endpoint.startswith("http://")
+
+
+def local_token(settings: Settings) -> str | None:
+    """The token a local TCP daemon wrote for this user (None when there is none)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return DaemonPaths.of(settings.paths).token.read_text("utf-8").strip() or None
+    except OSError:
+        return None
 
 
-def probe(socket_path: str, timeout: float = 2.0) -> dict[str, Any] | None:
+def connection(endpoint: str, token: str | None = None, *,
+               asynchronous: bool = False) -> dict[str, Any]:
+    """httpx client arguments for a local endpoint: the socket, or the URL and its token."""
+    import httpx
+
+    if is_tcp(endpoint):
+        return {"base_url": endpoint,
+                "headers": {"Authorization": f"Bearer {token}"} if token else {}}
+    # No TLS on a Unix socket: skipping verify avoids loading the CA bundle.
+    cls = httpx.AsyncHTTPTransport if asynchronous else httpx.HTTPTransport
+    return {"transport": cls(uds=endpoint, verify=False), "base_url": "http://llmtui"}
+
+
+def probe(socket_path: str, timeout: float = 2.0,
+          token: str | None = None) -> dict[str, Any] | None:
     """Ask a daemon for its status over its socket; None when nothing answers."""
     import httpx
 
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=socket_path, verify=False),
-                          base_url="http://llmtui", timeout=timeout) as client:
+        with httpx.Client(**connection(socket_path, token), timeout=timeout) as client:
             resp = client.get("/api/x/status")
             if resp.status_code == 200:
                 data = resp.json()
@@ -61,7 +81,7 @@ def running(settings: Settings) -> dict[str, Any] | None:
     status = read_status(dp)
     if not status or not pid_alive(int(status.get("pid", 0))):
         return None
-    live = probe(str(status.get("socket", dp.socket)))
+    live = probe(str(status.get("socket", dp.socket)), token=local_token(settings))
     if live is None:
         return None
     return {**status, **live}
@@ -86,11 +106,11 @@ def ensure_daemon(settings: Settings, timeout: float = START_TIMEOUT) -> str:
 @contextlib.contextmanager
 def _flock(path: Path) -> Any:
     with path.open("a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        lock_fd(fh.fileno())
         try:
             yield
         finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+            unlock_fd(fh.fileno())
 
 
 def _spawn(settings: Settings, dp: DaemonPaths, timeout: float) -> str:
@@ -107,7 +127,8 @@ def _spawn(settings: Settings, dp: DaemonPaths, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = read_status(dp)
-        if status and status.get("pid") == proc.pid and probe(str(status["socket"]), 1.0):
+        if status and status.get("pid") == proc.pid and probe(
+                str(status["socket"]), 1.0, token=local_token(settings)):
             return str(status["socket"])
         code = proc.poll()
         if code is not None:
@@ -144,10 +165,9 @@ def stop_daemon(settings: Settings, timeout: float = 36.0) -> bool:
             dp.status.unlink()
         return False
     with contextlib.suppress(httpx.HTTPError, OSError), httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(status["socket"]), verify=False),
-            base_url="http://llmtui", timeout=5) as client:
+            **connection(str(status["socket"]), local_token(settings)), timeout=5) as client:
         client.post("/api/x/shutdown")
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+    for sig in (None, signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
         if sig is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)

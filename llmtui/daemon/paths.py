@@ -7,6 +7,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmtui.compat import getuid, local_tcp
 from llmtui.errors import DaemonUnavailable
 from llmtui.paths import Paths
 
@@ -39,6 +40,11 @@ class DaemonPaths:
         return self.runtime / "start.lock"
 
     @property
+    def token(self) -> Path:
+        """The local TCP mode's token (see llmtui/compat.py), readable by the user only."""
+        return self.runtime / "daemon.token"
+
+    @property
     def log(self) -> Path:
         return self.log_dir / "daemon.log"
 
@@ -55,12 +61,14 @@ def secure_runtime_dir(path: Path) -> None:
     st = path.lstat()
     if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
         raise DaemonUnavailable(f"{path} is not a folder", hint="remove it and try again")
-    if st.st_uid != os.getuid():
+    if getuid() is None:  # Windows: the folder is under the user's profile; no mode bits
+        return
+    if st.st_uid != getuid():
         raise DaemonUnavailable(f"the runtime folder {path} belongs to another user")
     if st.st_mode & 0o077:
         raise DaemonUnavailable(
             f"the runtime folder {path} has unsafe permissions {stat.S_IMODE(st.st_mode):04o}",
             hint=f"it must be private: chmod 700 {path}")
-    if len(str(path / "llmtui.sock")) > SUN_PATH_MAX:
+    if not local_tcp() and len(str(path / "llmtui.sock")) > SUN_PATH_MAX:
         raise DaemonUnavailable(f"the runtime folder path is too long for a socket: {path}",
                                 hint="set LLMTUI_HOME or XDG_RUNTIME_DIR to a shorter path")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 from llmtui import __version__
 from llmtui.api.security import Bind, Policy, parse_bind
+from llmtui.compat import local_tcp, lock_fd, unlock_fd
 from llmtui.config import Settings, parse_duration
 from llmtui.daemon.paths import DaemonPaths, secure_runtime_dir
 from llmtui.errors import ConfigError, DaemonUnavailable, LlmtuiError
@@ -62,9 +62,7 @@ class DaemonLock:
 
     def acquire(self) -> bool:
         self.fh = self.path.open("a+")
-        try:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not lock_fd(self.fh.fileno(), blocking=False):
             self.fh.close()
             self.fh = None
             return False
@@ -72,9 +70,57 @@ class DaemonLock:
 
     def release(self) -> None:
         if self.fh is not None:
-            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+            unlock_fd(self.fh.fileno())
             self.fh.close()
             self.fh = None
+
+
+def bind_local_tcp() -> tuple[socket.socket, str, str]:
+    """Where there are no Unix sockets: a random loopback port and a fresh token that
+    clients must send (socket, url, token)."""
+    import secrets
+
+    sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+    sock.set_inheritable(False)
+    return sock, f"http://127.0.0.1:{sock.getsockname()[1]}", secrets.token_urlsafe(32)
+
+
+class LocalToken:
+    """ASGI middleware for the local TCP listener: a request must carry the token; then it
+    is as trusted as one over the Unix socket (the scope no longer looks like TCP)."""
+
+    def __init__(self, app: Any, port: int, token: str) -> None:
+        self.app = app
+        self.port = port
+        self.token = token
+
+    def _ok(self, scope: dict[str, Any]) -> bool:
+        import hmac
+
+        for key, value in scope.get("headers") or []:
+            if key == b"authorization":
+                given = value.decode("latin-1")
+                return given.startswith("Bearer ") and hmac.compare_digest(
+                    given[7:].strip().encode(), self.token.encode())
+        return False
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        server = scope.get("server")
+        if scope["type"] in ("http", "websocket") and server and server[1] == self.port:
+            if not self._ok(scope):
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008})
+                    return
+                body = json.dumps({"error": "this local daemon needs its token (the "
+                                   "daemon.token file in the runtime folder)",
+                                   "code": "forbidden"}).encode()
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+            scope = {**scope, "server": ("llmtui-local", None)}
+        await self.app(scope, receive, send)
 
 
 def write_status(path: Path, data: dict[str, Any]) -> None:
@@ -209,7 +255,7 @@ def uvicorn_config(app: Any, settings: Settings) -> Any:
 
 async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float,
                  on_ready: Any = None, listen: Listen | None = None,
-                 tcp: socket.socket | None = None) -> None:
+                 tcp: socket.socket | None = None, token: str | None = None) -> None:
     import uvicorn
 
     from llmtui.api.app import make_app
@@ -222,7 +268,9 @@ async def _serve(settings: Settings, sock: socket.socket, *, idle_timeout: float
         if server is not None:
             server.should_exit = True
 
-    app = make_app(engine, on_shutdown=stop, policy=listen.policy if listen else None)
+    app: Any = make_app(engine, on_shutdown=stop, policy=listen.policy if listen else None)
+    if token is not None:
+        app = LocalToken(app, sock.getsockname()[1], token)
     server = uvicorn.Server(uvicorn_config(app, settings))
 
     async def watchdog() -> None:
@@ -257,8 +305,16 @@ def serve(settings: Settings, *, foreground: bool = True, listen: Listen | None 
         raise DaemonUnavailable("a daemon is already running for this user",
                                 hint="llm daemon status")
     tcp: socket.socket | None = None
+    token: str | None = None
     try:
-        sock = bind_unix(dp.socket)
+        if local_tcp():
+            from llmtui.paths import open_private
+
+            sock, endpoint, token = bind_local_tcp()
+            with open_private(dp.token) as fh:
+                fh.write(token)
+        else:
+            sock, endpoint = bind_unix(dp.socket), str(dp.socket)
         if listen is not None:
             try:
                 tcp = bind_tcp(listen.bind)
@@ -268,29 +324,31 @@ def serve(settings: Settings, *, foreground: bool = True, listen: Listen | None 
                 raise
         idle = parse_duration(os.environ.get("LLMTUI_IDLE_TIMEOUT")
                               or settings.config.get("daemon_idle_timeout"))
-        status = {"pid": os.getpid(), "socket": str(dp.socket), "version": __version__,
+        status = {"pid": os.getpid(), "socket": endpoint, "version": __version__,
                   "started": time.time(), "models_dir": str(settings.models_dir),
                   "log": str(dp.log)}
         if listen is not None:
             status["tcp"] = listen.bind.url
+        if token is not None:
+            status["token_file"] = str(dp.token)
 
         def ready() -> None:
             write_status(dp.status, status)
 
-        where = str(dp.socket) + (f" and {listen.bind.url}" if listen else "")
+        where = endpoint + (f" and {listen.bind.url}" if listen else "")
         if listen is not None and not listen.policy.api_key:
             log.warning("TCP clients are not asked for an API key")
         print(f"llmtui {__version__} listening on {where} (pid {os.getpid()})",
               file=sys.stderr, flush=True)
         try:
             asyncio.run(_serve(settings, sock, idle_timeout=idle, on_ready=ready,
-                               listen=listen, tcp=tcp))
+                               listen=listen, tcp=tcp, token=token))
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
                 if tcp is not None:
                     tcp.close()
-            for path in (dp.status, dp.socket):
+            for path in (dp.status, dp.socket, *([dp.token] if token else [])):
                 with contextlib.suppress(FileNotFoundError):
                     if path == dp.status:
                         data = json.loads(path.read_text() or "{}")
@@ -310,6 +368,9 @@ class InProcessServer:
         self.tmp = tempfile.mkdtemp(prefix="llmtui-")
         os.chmod(self.tmp, 0o700)
         self.socket = Path(self.tmp) / "s"
+        #: Where clients connect: the socket, or a loopback URL and its token (compat.py).
+        self.endpoint = str(self.socket)
+        self.token: str | None = None
         self.thread: threading.Thread | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.server: Any = None
@@ -317,7 +378,11 @@ class InProcessServer:
         self.error: BaseException | None = None
 
     def __enter__(self) -> InProcessServer:
-        sock = bind_unix(self.socket)
+        if local_tcp():
+            sock, self.endpoint, self.token = bind_local_tcp()
+        else:
+            sock = bind_unix(self.socket)
+        port = sock.getsockname()[1] if self.token else None
 
         def run() -> None:
             import uvicorn
@@ -329,7 +394,10 @@ class InProcessServer:
                 self.loop = asyncio.new_event_loop()
                 asyncio.set_event_loop(self.loop)
                 engine = EngineManager(self.settings)
-                self.server = uvicorn.Server(uvicorn_config(make_app(engine), self.settings))
+                app: Any = make_app(engine)
+                if self.token is not None and port is not None:
+                    app = LocalToken(app, port, self.token)
+                self.server = uvicorn.Server(uvicorn_config(app, self.settings))
                 self.server.install_signal_handlers = lambda: None
                 self.loop.call_later(0.0, self.ready.set)
                 self.loop.run_until_complete(self.server.serve(sockets=[sock]))

@@ -127,6 +127,9 @@ class EngineManager:
                                  os.environ.get("OLLAMA_KV_CACHE_TYPE") or
                                  cfg.get("kv_cache_type")).lower()
         self.prompt_cache_bytes = parse_size(cfg.get("prompt_cache_size"))
+        # llama.cpp RPC servers GGUF models offload to (`llm serve --rpc` sets the variable)
+        self.rpc_servers = str(os.environ.get("LLMTUI_RPC_SERVERS") or
+                               cfg.get("rpc_servers") or "")
         self.prompt_cache_dir = settings.paths.cache_dir / "kvcache"
         self.budget = self._budget(str(cfg.get("memory_budget")))
         self.runners: dict[str, Runner] = {}
@@ -195,6 +198,7 @@ class EngineManager:
             "digest": manifest.digest,
             "kv_cache_dir": str(self.prompt_cache_dir),
             "kv_cache_bytes": 0 if embedding else self.prompt_cache_bytes,
+            "rpc_servers": self.rpc_servers,
             **({} if embedding else self._draft_options(manifest, options)),
             **({"mmproj": str(mm)} if not embedding and (mm := self.store.projector_path(manifest))
                else {}),  # a vision model's projector (issue 19)
@@ -249,6 +253,10 @@ class EngineManager:
                 wanted["num_parallel"] = max(1, wanted["num_parallel"] // 2)
                 need = estimate_memory(manifest, path, wanted["num_ctx"],
                                        wanted["num_parallel"])
+            if wanted["rpc_servers"] and manifest.format == "gguf":
+                # Layers live on the RPC servers; this box keeps the input embeddings and
+                # compute buffers. A rough share, so a model bigger than the box can load.
+                need //= len(wanted["rpc_servers"].split(",")) + 1
             await self._make_room(need, str(name))
             process = WorkerProcess(str(name), on_exit=self._on_worker_exit)
             info = await process.start(manifest.format, str(path), wanted)
@@ -472,6 +480,7 @@ class EngineManager:
                 "slots": int(info.get("slots", 1)), "context_total": info.get("n_ctx_total"),
                 "expires_at": runner.expires_wall, "active": runner.active,
                 "waiting": runner.waiting, "manifest": runner.manifest,
+                "devices": info.get("devices"),
             })
         return out
 

@@ -31,9 +31,12 @@ def capabilities(manifest: Manifest, metadata: dict[str, Any],
     """The model's capabilities, in Ollama's vocabulary and order."""
     from llmtui.backends.thinking import template_tags
 
+    own = set(manifest.capabilities)
+    if own & {"speech", "tts"}:
+        # Speech models (Whisper, Piper) are not text models: our own words, beyond Ollama's.
+        return [c for c in ("speech", "tts") if c in own]
     found = set()
     arch = str(metadata.get("general.architecture") or manifest.architecture or "")
-    own = set(manifest.capabilities)
     if "embedding" in own or f"{arch}.pooling_type" in metadata:
         found.add("embedding")
     else:

@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any, Literal
 
 from llmtui.errors import ModelNotFound
+from llmtui.machine import FitMark, fit  # re-exported: one definition of the fit marks
 from llmtui.models.names import ModelName, check_sha256_hex
 
 SourceType = Literal["pip", "hf", "url"]
@@ -152,27 +153,14 @@ def search(term: str) -> list[CatalogEntry]:
 
 
 # -- hardware fit ----------------------------------------------------------------------------
+# The estimate itself (memory fit and expected tokens/s from measured bandwidth) lives in
+# llmtui/machine.py, shared by `llm setup`, `llm doctor`, `llm catalog` and the TUI.
 
-FitMark = Literal["fits", "tight", "too-big"]
+__all__ = ["CatalogEntry", "FitMark", "Source", "fit", "load_catalog", "lookup", "search",
+           "total_ram"]
 
 
 def total_ram() -> int:
     import psutil
 
     return int(psutil.virtual_memory().total)
-
-
-def fit(ram_needed: int, ram_total: int) -> FitMark:
-    """Fits: at most half of RAM; tight: up to 80%; beyond that it would swap."""
-    if ram_needed <= ram_total * 0.5:
-        return "fits"
-    if ram_needed <= ram_total * 0.8:
-        return "tight"
-    return "too-big"
-
-
-def recommend(ram_total: int, capability: str = "chat") -> CatalogEntry | None:
-    """The largest model with the capability that comfortably fits this machine."""
-    fitting = [e for e in load_catalog().values()
-               if capability in e.capabilities and fit(e.ram, ram_total) == "fits"]
-    return max(fitting, key=lambda e: e.ram, default=None)

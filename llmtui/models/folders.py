@@ -48,7 +48,7 @@ def detect_format(folder: Path) -> str:
             hint=f"llm convert {folder} --to onnx|openvino|gguf")
     raise BadModelFile(
         f"{folder} is not a model folder: it has no {ONNX_GENAI}, {OV_MODEL} or "
-        "model.onnx with a tokenizer.json")
+        "model.onnx with a tokenizer.json, and is not a faster-whisper model or Piper voice")
 
 
 def _json(path: Path) -> dict[str, Any]:

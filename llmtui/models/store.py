@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from llmtui.compat import lock_fd
 from llmtui.errors import (
     BadModelFile,
     IntegrityError,
@@ -190,7 +190,7 @@ class Store:
         safe = hashlib.sha256(key.encode()).hexdigest()[:32]
         fd = os.open(self.locks / f"{safe}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_fd(fd)
             yield
         finally:
             os.close(fd)  # closing drops the lock

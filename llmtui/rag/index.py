@@ -13,7 +13,6 @@ manifest. An ingest killed midway leaves invisible leftovers, which the next run
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmtui.compat import lock_fd
 from llmtui.errors import CollectionNotFound, EmbeddingMismatch, InvalidInput, require
 from llmtui.paths import private_dir
 from llmtui.rag.chunk import Chunk
@@ -166,7 +166,7 @@ class Collections:
         private_dir(self.root)
         fd = os.open(self.root / f".{check_name(name)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            lock_fd(fd)
             yield
         finally:
             os.close(fd)

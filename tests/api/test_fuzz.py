@@ -69,7 +69,10 @@ MODEL_DEPENDENT = ("memory budget", "context holds", "does not fit", "embedding 
                    "unsupported JSON schema",
                    # tool_choice: "required" or a named function needs it among the tools
                    "needs 'tools'", "there are no 'tools'", "is not in 'tools'",
-                   "not a speech-to-text model", "not a text-to-speech model")
+                   "not a speech-to-text model", "not a text-to-speech model",
+                   # perplexity: stride against ctx, ctx against the model, text in tokens
+                   "stride must be between", "larger than the model's context",
+                   "text is too short")
 
 
 def accepts_valid_input(ctx: Any, response: Any, case: Any) -> bool | None:

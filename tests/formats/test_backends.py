@@ -19,6 +19,7 @@ ONNX = "smollm2:135m-onnx"
 OV = "smollm2:135m-openvino"
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 QUESTION = "What is the capital of France?"
+CAPITAL = "The capital of France is"
 
 
 def test_list_and_show_read_each_format(fm: Runner) -> None:
@@ -70,7 +71,9 @@ def oc(tcp: TcpDaemon) -> ollama.Client:
 
 @pytest.mark.parametrize("model", [ONNX, OV])
 def test_ollama_client_generate_chat_stream(oc: ollama.Client, model: str) -> None:
-    r = oc.generate(model=model, prompt=QUESTION, options={**GREEDY, "num_predict": 24})
+    # A completion both conversions share with the GGUF (whose chat answer to QUESTION
+    # wanders: "L'Étoile, la Cité, ..."; the exact OpenVINO model says the same).
+    r = oc.generate(model=model, prompt=CAPITAL, raw=True, options={**GREEDY, "num_predict": 8})
     assert "Paris" in r.response
     assert r.eval_count and r.prompt_eval_count and r.eval_duration
     parts = list(oc.chat(model=model, stream=True, options={**GREEDY, "num_predict": 8},
@@ -101,9 +104,11 @@ def test_openai_client(tcp: TcpDaemon, model: str) -> None:
     import openai
 
     ai = openai.OpenAI(base_url=tcp.url + "/v1", api_key="unused", timeout=180, max_retries=0)
-    r = ai.chat.completions.create(model=model, max_tokens=8, temperature=0,
+    r = ai.chat.completions.create(model=model, max_tokens=20, temperature=0,
                                    messages=[{"role": "user", "content": QUESTION}])
-    assert "Paris" in r.choices[0].message.content and 0 < r.usage.completion_tokens <= 8
+    assert r.choices[0].message.content.strip() and 0 < r.usage.completion_tokens <= 20
+    c = ai.completions.create(model=model, prompt=CAPITAL, max_tokens=8, temperature=0)
+    assert "Paris" in c.choices[0].text
     chunks = list(ai.completions.create(model=model, prompt="The sky is", max_tokens=4,
                                         stream=True, temperature=0))
     assert "".join(c.choices[0].text for c in chunks if c.choices).strip()
@@ -139,10 +144,10 @@ def test_perplexity_against_the_gguf(fm: Runner, model: str, reference_ppl: floa
     print(f"\nperplexity {model}: {out['perplexity']:.2f}, GGUF {reference_ppl:.2f}, "
           f"ratio {ratio:.2f}")
     assert out["tokens"] > 1500
-    # int4 made from the already 4-bit GGUF is a second rounding: on this 135M model it
-    # costs about 1.6-1.7x (measured: fp32 ONNX from the same dequantized weights matches
-    # the GGUF within 0.5 %, see docs/formats.md); a broken conversion is 10x or worse.
-    assert 0.85 < ratio < 1.9
+    # From a Q4_0/Q4_1 GGUF both conversions keep the GGUF's own 4-bit blocks
+    # (llmtui/models/convert/gguf_blocks.py): the issue's bound, 15 %. Measured: ONNX 16.1
+    # (its LM head, Q8_0 in the GGUF, is int4), OpenVINO 14.9, against the GGUF's 14.9.
+    assert 0.85 < ratio < 1.15
 
 
 def test_perplexity_errors(fm: Runner) -> None:

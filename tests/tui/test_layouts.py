@@ -30,9 +30,14 @@ def check(name: str, text: str) -> None:
 
 @pytest.fixture()
 def app_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, History]:
-    from llmtui.models import catalog
+    from llmtui import machine
 
-    monkeypatch.setattr(catalog, "total_ram", lambda: 16 * 10**9)  # the same on every box
+    # The same machine on every box: 16 GB of RAM, 10 GB/s, no GPU.
+    here = machine.Machine(system="Linux", arch="x86_64", cpu="test", cores_physical=4,
+                           cores_logical=8, ram_total=16 * 10**9, ram_available=12 * 10**9,
+                           bandwidth=10e9, cpu_score=500.0, models_dir="/tmp",
+                           disk_free=100 * 10**9)
+    monkeypatch.setattr(machine, "probe", lambda *a, **kw: here)
     monkeypatch.chdir(tmp_path)
     settings = Settings.load({"LLMTUI_HOME": str(tmp_path / "home")})
     return settings, History.default(settings)

@@ -37,7 +37,7 @@ def test_import_copied_show_list_rm(llm, home: Path, smollm: Path, projector: Pa
     assert manifest.size == smollm.stat().st_size + projector.stat().st_size
 
     table = llm("list").stdout.splitlines()
-    assert table[0].split("\t")[4] == "input"
+    assert table[0].split("\t")[5] == "input"
     assert table[1].split("\t")[:1] == ["vis:1"] and "text+image" in table[1].split("\t")
 
     shown = json.loads(llm("show", "vis:1", "--json").stdout)

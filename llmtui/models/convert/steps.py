@@ -264,6 +264,47 @@ def hf_to_gguf_file(src: Path, out: Path, qtype: str, filename: str) -> None:
             written.unlink()
     except LlmtuiError as exc:
         raise StepError(str(exc), kind=type(exc).__name__) from None
+def gguf_to_openvino_native(gguf_path: Path, out: Path, work: Path) -> bool:
+    """A 4-bit GGUF straight to OpenVINO IR with openvino-genai's own GGUF reader (no
+    dequantized copy, no torch), then the GGUF's exact blocks (gguf_blocks). False when the
+    reader does not take this file; the caller then goes through Hugging Face and NNCF."""
+    from llmtui.models.convert.gguf_blocks import keep_gguf_blocks_ov, ov_reader_fits
+
+    if not ov_reader_fits(gguf_path):
+        return False
+    import openvino_genai as ov_genai
+
+    say(status="reading the GGUF with openvino-genai's GGUF reader")
+    spot = work / "ov-gguf"
+    spot.mkdir(parents=True, exist_ok=True)
+    local = spot / "model.gguf"
+    if not local.exists():
+        local.symlink_to(gguf_path.resolve())  # the reader writes the IR beside the file
+    try:
+        pipe = ov_genai.LLMPipeline(str(local), "CPU", enable_save_ov_model=True)
+        del pipe
+    except RuntimeError as exc:
+        say(status=f"openvino-genai's GGUF reader refused it ({_first_line(exc)}); "
+                   "converting through Hugging Face instead")
+        return False
+    names = ("openvino_model.xml", "openvino_model.bin", "openvino_tokenizer.xml",
+             "openvino_tokenizer.bin", "openvino_detokenizer.xml", "openvino_detokenizer.bin")
+    if not all((spot / n).is_file() for n in names):
+        return False
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        os.replace(spot / name, out / name)
+    kept, total = keep_gguf_blocks_ov(out, gguf_path)
+    say(status=f"kept the GGUF's own 4-bit blocks in {kept} of {total} int4 matrices")
+    # The chat template and the model's facts, as the Hugging Face path leaves them.
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder, name = str(gguf_path.parent), gguf_path.name
+    tokenizer = _fixed_tokenizer(gguf_path) or AutoTokenizer.from_pretrained(folder,
+                                                                             gguf_file=name)
+    tokenizer.save_pretrained(out)
+    AutoConfig.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+    return True
 
 
 def main(argv: list[str]) -> int:
@@ -292,6 +333,10 @@ def main(argv: list[str]) -> int:
             hf_to_gguf_file(src, out, spec["type"], spec["filename"])
             say(status="converted", done=True)
             return 0
+        if (spec["source_kind"] == "gguf" and spec["to"] == "openvino"
+                and spec["precision"] == "int4" and gguf_to_openvino_native(src, out, work)):
+            say(status="converted", done=True)
+            return 0
         if spec["source_kind"] == "gguf":
             hf = work / "hf"
             dtype = "float16" if spec["precision"] == "fp16" else "float32"
@@ -302,6 +347,13 @@ def main(argv: list[str]) -> int:
         elif spec["to"] == "onnx":
             hf_to_onnx(src, out, spec["precision"], spec.get("provider", "cpu"),
                        work / "cache")
+            if spec["source_kind"] == "gguf" and spec["precision"] == "int4":
+                from llmtui.models.convert.gguf_blocks import keep_gguf_blocks
+
+                # A 4-bit GGUF's blocks as they are, not quantized a second time.
+                kept, total = keep_gguf_blocks(out, Path(spec["source"]), src)
+                say(status=f"kept the GGUF's own 4-bit blocks in {kept} of {total} "
+                           "int4 matrices")
         elif spec["to"] == "openvino":
             hf_to_openvino(src, out, spec["precision"])
         else:

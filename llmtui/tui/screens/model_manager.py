@@ -54,15 +54,22 @@ class ModelManager(Screen[str | None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("", "model", "size", "RAM", "fit", "state", "description")
+        table.add_columns("", "model", "size", "RAM", "fit", "tok/s", "state", "description")
         self.query_one("#pullbar").display = False
         self.action_refresh()
 
     @work(exclusive=True, group="manager-refresh")
     async def action_refresh(self) -> None:
+        import asyncio
+
+        from llmtui import machine as probe
         from llmtui.models import catalog
 
-        ram = catalog.total_ram()
+        # The same measured estimate as `llm catalog` and `llm setup` (cached for a week;
+        # the first measurement takes a fraction of a second, off the event loop).
+        here = await asyncio.to_thread(probe.for_settings, self.app.settings,  # type: ignore[attr-defined]
+                                       with_llama=False)
+        ram = here.ram_total
         try:
             installed = {m["name"]: m for m in await self.backend.models()}
             loaded = {m["name"] for m in await self.backend.loaded()}
@@ -70,24 +77,27 @@ class ModelManager(Screen[str | None]):
             self.app.notify(str(exc), title="Daemon", severity="error")
             installed, loaded = {}, set()
         entries = catalog.load_catalog()
-        rec = catalog.recommend(ram)
+        rec = next(iter(probe.recommend(here, entries.values())), None)
         self.query_one("#machine", Static).update(
-            f"This machine: {human_size(ram)} RAM · recommended: "
-            f"{rec.name if rec else 'none fits'}   "
+            f"This machine: {human_size(ram)} RAM, {here.bandwidth / 1e9:.0f} GB/s · "
+            f"recommended: {rec.name if rec else 'none fits'}   "
             "[p] pull  [c] cancel pull  [d] delete  [u] unload  [Enter] use  [Esc] back")
         rows: list[dict[str, Any]] = []
         for name, m in sorted(installed.items()):
             entry = entries.get(name)
-            need = entry.ram if entry else int(m.get("size", 0) * 1.3)
+            size = int(m.get("size") or 0)
+            need = entry.ram if entry else int(size * 1.3)
             rows.append({"name": name, "size": m.get("size"), "ram": need,
-                         "fit": catalog.fit(need, ram), "installed": True,
-                         "loaded": name in loaded,
+                         "est": probe.estimate(here, size, need), "installed": True,
+                         "loaded": name in loaded, "generates": entry is None or bool(
+                             {"chat", "completion"} & set(entry.capabilities)),
                          "desc": entry.description if entry else "local model"})
         for name, e in entries.items():
             if name not in installed:
                 rows.append({"name": name, "size": e.size, "ram": e.ram,
-                             "fit": catalog.fit(e.ram, ram), "installed": False,
-                             "loaded": False, "desc": e.description})
+                             "est": probe.estimate(here, e.size, e.ram), "installed": False,
+                             "loaded": False, "desc": e.description,
+                             "generates": bool({"chat", "completion"} & set(e.capabilities))})
         self.rows = rows
         table = self.query_one(DataTable)
         table.clear()
@@ -95,8 +105,9 @@ class ModelManager(Screen[str | None]):
         for r in rows:
             state = "loaded" if r["loaded"] else ("installed" if r["installed"] else "")
             star = "★" if rec and r["name"] == rec.name else ""
+            tps = f"~{r['est'].tokens_per_second:.0f}" if r["generates"] else "-"
             table.add_row(star, r["name"], human_size(r["size"]), human_size(r["ram"]),
-                          marks[r["fit"]], state, r["desc"][:60], key=r["name"])
+                          marks[r["est"].fit], tps, state, r["desc"][:60], key=r["name"])
 
     def _selected(self) -> dict[str, Any] | None:
         table = self.query_one(DataTable)
