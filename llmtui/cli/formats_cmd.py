@@ -23,13 +23,14 @@ def convert(
     model: str = typer.Argument(..., help="A GGUF model in the store, a Hugging Face folder "
                                 "(safetensors + config + tokenizer) or hf://ORG/REPO."),
     to: str = typer.Option(..., "--to", help="onnx, openvino or gguf."),
-    precision: str | None = typer.Option(None, "--precision", "-p",
-                                         help="int4 (default), int8, fp16 or fp32."),
+    precision: str | None = typer.Option(
+        None, "--precision", "-p", help="int4 (default), int8, fp16 or fp32; for gguf: "
+        "f16 (default), f32, q8_0 or another llama.cpp type (Q4_K_M, ...)."),
     name: str | None = typer.Option(None, "--name", "-n",
                                     help="Install as this name (default: MODEL-TARGET)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Convert a model for another runtime (ONNX Runtime, OpenVINO) into the store."""
+    """Convert a model for another runtime (ONNX Runtime, OpenVINO, llama.cpp) into the store."""
     import time
 
     from llmtui.cli.progress import PullProgress

@@ -3,7 +3,9 @@ install the result in the store; on any failure or Ctrl-C, nothing reaches the s
 
 Sources: a GGUF model in the store, a Hugging Face folder on disk (safetensors + config +
 tokenizer), or ``hf://ORG/REPO`` (downloaded first). Targets: ``onnx`` (onnxruntime-genai),
-``openvino`` (OpenVINO IR), and ``gguf`` from a GGUF (that is quantization).
+``openvino`` (OpenVINO IR), and ``gguf`` from a Hugging Face folder (the gguf package,
+following llama.cpp's converter; quantized types through llama.cpp's quantizer). A GGUF
+to GGUF is quantization (``llm quantize``).
 """
 
 from __future__ import annotations
@@ -45,7 +47,14 @@ NEEDS: dict[str, tuple[tuple[str, str], ...]] = {
     "onnx-encoder": (("optimum.exporters.onnx", "Converting an encoder to ONNX"),
                      ("torch", "Converting an encoder to ONNX")),
     "quantize": (("llama_cpp", "Quantizing a GGUF"),),
+    "gguf": (("gguf", "Converting to GGUF"), ("numpy", "Converting to GGUF"),
+             ("tokenizers", "Converting to GGUF")),
+    "gguf-spm": (("sentencepiece", "Converting a SentencePiece tokenizer to GGUF"),),
 }
+#: --precision for --to gguf: the ONNX/OpenVINO names map to their nearest GGUF type;
+#: any llama.cpp quantization type (Q4_K_M, Q8_0, ...) is accepted as well.
+GGUF_PRECISIONS = {"fp32": "F32", "f32": "F32", "fp16": "F16", "f16": "F16",
+                   "int8": "Q8_0", "int4": "Q4_K_M"}
 HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
             "special_tokens_map.json", "chat_template.jinja", "tokenizer.model")
 
@@ -212,6 +221,25 @@ def _download_hf(store: Store, spec: str, on_event: OnEvent) -> Source:
     return Source("hf", folder, spec, None, _folder_name(repo.split("/")[1]), scratch)
 
 
+def gguf_precision(precision: str | None) -> str:
+    """The GGUF file type ``--to gguf --precision`` asks for (default F16)."""
+    from llmtui.models.convert.quantize import NEEDS_IMATRIX, quant_type
+
+    if precision is None or precision.lower() in GGUF_PRECISIONS:
+        return GGUF_PRECISIONS[(precision or "f16").lower()]
+    try:
+        qtype = quant_type(precision)
+    except InvalidInput:
+        raise InvalidInput(f"unknown precision '{precision}' for GGUF",
+                           hint="use f16 (default), f32, q8_0 or another llama.cpp type "
+                                "such as Q4_K_M") from None
+    if qtype in NEEDS_IMATRIX:
+        raise InvalidInput(f"{qtype} needs an importance matrix",
+                           hint="convert to f16, then: llm quantize MODEL --type "
+                                f"{qtype} --imatrix FILE")
+    return qtype
+
+
 def _estimate_bytes(source: Source, to: str, precision: str) -> int:
     """Disk the conversion needs at its peak: the dequantized folder plus the output."""
     if source.kind == "gguf":
@@ -307,12 +335,10 @@ def convert(store: Store, spec: str, to: str, *, precision: str | None = None,
     to = to.lower()
     if to not in TARGETS:
         raise InvalidInput(f"unknown target format '{to}'", hint="use onnx, openvino or gguf")
-    precision = (precision or ("int4" if to != "gguf" else "")).lower()
     if to == "gguf":
-        raise InvalidInput(
-            "to make a GGUF from a GGUF, quantize it: llm quantize MODEL --type Q4_K_M",
-            hint="Hugging Face folders convert to GGUF with llama.cpp's convert_hf_to_gguf.py; "
-                 "then: llm import FILE.gguf --name NAME")
+        return _convert_to_gguf(store, spec, gguf_precision(precision), name, on_event,
+                                cancel)
+    precision = (precision or "int4").lower()
     if precision not in PRECISIONS:
         raise InvalidInput(f"unknown precision '{precision}'", hint="use " + ", ".join(PRECISIONS))
     if to == "onnx" and precision == "int8":
@@ -350,6 +376,72 @@ def convert(store: Store, spec: str, to: str, *, precision: str | None = None,
             shutil.rmtree(source.scratch, ignore_errors=True)
 
 
+def _convert_to_gguf(store: Store, spec: str, qtype: str, name: str | None,
+                     on_event: OnEvent, cancel: threading.Event | None) -> Manifest:
+    """A Hugging Face folder (or hf://, or a zip of one) to one GGUF in the store."""
+    source = resolve_source(store, spec, on_event)
+    try:
+        if source.kind == "gguf":
+            raise InvalidInput(
+                "to make a GGUF from a GGUF, quantize it: llm quantize MODEL --type Q4_K_M")
+        from llmtui.models.convert.hf_gguf import hf_architecture
+
+        if not _is_encoder(source.path):
+            hf_architecture(source.path)  # an unsupported architecture fails before any work
+        require_tools("gguf", *(("quantize",) if qtype not in ("F16", "F32") else ()),
+                      *(("gguf-spm",) if (source.path / "tokenizer.model").is_file() else ()))
+        target = ModelName.parse(name or _default_name(source.default_name, "gguf", qtype))
+        if store.exists(target):
+            raise InvalidInput(f"'{target}' already exists", hint="remove it first, or pass "
+                               "--name for another name")
+        store.ensure()
+        weights = sum(p.stat().st_size for p in source.path.glob("*.safetensors"))
+        per = {"F32": 2.0, "F16": 1.0}.get(qtype, 1.6)  # quantized: the F16 file + the output
+        store.check_space(int(weights * per) + (64 << 20))
+        work = Path(tempfile.mkdtemp(dir=store.partial, prefix="convert-"))
+        try:
+            filename = f"{_folder_name(source.path.name).split(':')[0]}.{qtype}.gguf"
+            on_event({"status": f"converting {source.label} to gguf ({qtype})"})
+            run_steps({"source": str(source.path), "source_kind": source.kind, "to": "gguf",
+                       "type": qtype, "filename": filename, "work": str(work)},
+                      work, on_event, cancel)
+            on_event({"status": "adding the converted model to the store"})
+            return _install_gguf(store, work / "out" / filename, target,
+                                 f"convert:{source.label} (gguf {qtype})", None)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    finally:
+        if source.scratch is not None:
+            shutil.rmtree(source.scratch, ignore_errors=True)
+
+
+def _install_gguf(store: Store, out: Path, target: ModelName, source_label: str,
+                  base: Manifest | None) -> Manifest:
+    """Add one finished GGUF as ``target``; its blob goes again if the manifest fails.
+    With ``base``, keep its system prompt, template and parameters (quantization)."""
+    from dataclasses import replace
+
+    from llmtui.models.pull import build_manifest
+    from llmtui.models.store import Layer
+
+    digest, size = store.add_blob_from_file(out)
+    layer = Layer(digest=digest, size=size, filename=out.name)
+    try:
+        made = build_manifest(store, target, [layer], "gguf", source_label, None)
+        if base is not None:
+            made = replace(made, family=base.family or made.family,
+                           license=made.license or base.license, system=base.system,
+                           template=base.template,
+                           parameters_override=dict(base.parameters_override))
+        store.write_manifest(made)
+    except BaseException:
+        from llmtui.models.folders import drop_unreferenced
+
+        drop_unreferenced(store, [layer])
+        raise
+    return made
+
+
 def quantize(store: Store, model: str, qtype: str, *, name: str | None = None,
              imatrix: Path | None = None, on_event: OnEvent = _quiet,
              cancel: threading.Event | None = None) -> Manifest:
@@ -376,8 +468,6 @@ def quantize_model(store: Store, manifest: Manifest, path: Path, qtype: str,
                    cancel: threading.Event | None = None) -> Manifest:
     """Quantize one GGUF (a store model, or an uploaded blob for /api/create) and install
     it as ``target``, keeping the source's system prompt, template and parameters."""
-    from dataclasses import replace
-
     if manifest.format != "gguf":
         raise InvalidInput(f"'{manifest.name}' is a {manifest.format} model; quantize "
                            "works on GGUF models",
@@ -396,27 +486,9 @@ def quantize_model(store: Store, manifest: Manifest, path: Path, qtype: str,
         run_steps({"op": "quantize", "source": str(path), "type": qtype, "filename": filename,
                    "imatrix": str(imatrix) if imatrix else None, "work": str(work)},
                   work, on_event, cancel)
-        from llmtui.models.pull import build_manifest
-        from llmtui.models.store import Layer
-
-        out = work / "out" / filename
         on_event({"status": "adding the quantized model to the store"})
-        digest, size = store.add_blob_from_file(out)
-        layer = Layer(digest=digest, size=size, filename=filename)
-        try:
-            made = build_manifest(store, target, [layer], "gguf",
-                                  f"quantize:{manifest.name} ({qtype})", None)
-            made = replace(made, family=manifest.family or made.family,
-                           license=made.license or manifest.license,
-                           system=manifest.system, template=manifest.template,
-                           parameters_override=dict(manifest.parameters_override))
-            store.write_manifest(made)
-        except BaseException:
-            from llmtui.models.folders import drop_unreferenced
-
-            drop_unreferenced(store, [layer])
-            raise
-        return made
+        return _install_gguf(store, work / "out" / filename, target,
+                             f"quantize:{manifest.name} ({qtype})", manifest)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

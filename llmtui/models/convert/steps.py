@@ -8,7 +8,8 @@ tools' own chatter goes to stderr, which the parent keeps in a log.
 
 Each step uses the field's own tool: transformers' GGUF loading to dequantize a GGUF into a
 Hugging Face folder, onnxruntime-genai's model builder for ONNX, optimum-intel's exporter
-with NNCF weight compression (and openvino-tokenizers) for OpenVINO IR.
+with NNCF weight compression (and openvino-tokenizers) for OpenVINO IR, the gguf package
+(llama.cpp's converter logic, in hf_gguf.py) and llama.cpp's quantizer for GGUF.
 """
 
 from __future__ import annotations
@@ -100,6 +101,50 @@ def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
                                                                              gguf_file=name)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
+    template = field.contents() if field is not None else None
+    if template and not getattr(tokenizer, "chat_template", None):
+        # the GGUF's chat template, which transformers keeps only for some tokenizers
+        (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+    spm = out / "tokenizer.model"
+    if spm.is_file() and spm.open("rb").read(4) == b"GGUF":
+        # transformers "saves" a GGUF-made SentencePiece tokenizer by copying the GGUF itself
+        # under that name; write a real SentencePiece model from the GGUF's vocabulary.
+        spm.unlink()
+        _spm_from_gguf(gguf_path, spm)
+
+
+def _spm_from_gguf(gguf_path: Path, out: Path) -> None:
+    """A SentencePiece model (pieces, scores, types) from a GGUF's ``llama`` vocabulary."""
+    from gguf import GGUFReader
+
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+    except ImportError:  # no protobuf: the folder keeps its tokenizer.json only
+        return
+    fields = GGUFReader(str(gguf_path)).fields
+    if fields["tokenizer.ggml.model"].contents() != "llama":
+        return
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    scores = (fields["tokenizer.ggml.scores"].contents() if "tokenizer.ggml.scores" in fields
+              else [0.0] * len(tokens))
+    types = fields["tokenizer.ggml.token_type"].contents()
+    space = fields.get("tokenizer.ggml.add_space_prefix")
+    model = pb.ModelProto()  # type: ignore[attr-defined]
+    model.trainer_spec.model_type = pb.TrainerSpec.BPE  # type: ignore[attr-defined]
+    model.trainer_spec.vocab_size = len(tokens)
+    model.trainer_spec.byte_fallback = 6 in types
+    model.normalizer_spec.name = "identity"
+    model.normalizer_spec.add_dummy_prefix = bool(space.contents()) if space else True
+    model.normalizer_spec.remove_extra_whitespaces = False
+    model.normalizer_spec.escape_whitespaces = True
+    for text, score, kind in zip(tokens, scores, types, strict=True):
+        piece = model.pieces.add()  # GGUF and SentencePiece number the token types alike
+        piece.piece, piece.score = text, float(score)
+        piece.type = int(kind) if 1 <= kind <= 6 else 1
+    out.write_bytes(model.SerializeToString())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -192,6 +237,33 @@ def hf_to_openvino(src: Path, out: Path, precision: str) -> None:
     hf_tok.save_pretrained(out)  # tokenizer_config.json carries the chat template
 
 
+def hf_to_gguf_file(src: Path, out: Path, qtype: str, filename: str) -> None:
+    """A Hugging Face folder to one GGUF: written F16 (or F32) with the gguf package, then
+    quantized by llama.cpp's own quantizer when ``qtype`` is a quantized type."""
+    from llmtui.errors import LlmtuiError
+    from llmtui.models.convert.quantize import quantize_gguf
+
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / filename
+    written = final if qtype in ("F16", "F32") else out / "unquantized.f16.gguf"
+    try:
+        if hf_model_type(src) == "bert":
+            from llmtui.models.convert.bert import sentence_transformer_to_gguf
+
+            say(status="writing the BERT encoder as GGUF with the gguf package")
+            sentence_transformer_to_gguf(src, written, ftype="f32" if qtype == "F32" else "f16")
+        else:
+            from llmtui.models.convert.hf_gguf import hf_to_gguf
+
+            say(status=f"writing the GGUF ({'F32' if qtype == 'F32' else 'F16'}) with the "
+                       "gguf package")
+            hf_to_gguf(src, written, ftype="f32" if qtype == "F32" else "f16")
+        if written != final:
+            say(status=f"quantizing to {qtype} with llama.cpp")
+            quantize_gguf(written, final, qtype)
+            written.unlink()
+    except LlmtuiError as exc:
+        raise StepError(str(exc), kind=type(exc).__name__) from None
 def gguf_to_openvino_native(gguf_path: Path, out: Path, work: Path) -> bool:
     """A 4-bit GGUF straight to OpenVINO IR with openvino-genai's own GGUF reader (no
     dequantized copy, no torch), then the GGUF's exact blocks (gguf_blocks). False when the
@@ -257,6 +329,10 @@ def main(argv: list[str]) -> int:
             say(status="quantized", done=True)
             return 0
         src = Path(spec["source"])
+        if spec["to"] == "gguf":
+            hf_to_gguf_file(src, out, spec["type"], spec["filename"])
+            say(status="converted", done=True)
+            return 0
         if (spec["source_kind"] == "gguf" and spec["to"] == "openvino"
                 and spec["precision"] == "int4" and gguf_to_openvino_native(src, out, work)):
             say(status="converted", done=True)
