@@ -50,6 +50,24 @@ def render_template(template: str, messages: list[dict[str, Any]], *, bos: str, 
         raise InvalidInput(f"the model's chat template failed: {exc}") from None
 
 
+def render_prompt(template: str | None, messages: list[dict[str, Any]],
+                  tools: list[Any] | None, override: str | None = None, *, bos: str, eos: str,
+                  think: bool | str | None = None) -> str:
+    """A conversation as prompt text: the request's template (Go or Jinja) or the model's,
+    tools described in a system message when the template cannot offer them, and plain
+    text for a model without a template. Shared by every backend that renders prompts."""
+    template = override or template
+    if tools and (template is None or "tools" not in template):
+        # The template cannot offer tools: describe them in a system message instead.
+        messages = with_tool_prompt(messages, tools)
+    if template is None:
+        # No template (a base model): plain completion over the conversation's text.
+        return "\n\n".join(str(m.get("content") or "") for m in messages)
+    if override and not is_jinja(override):
+        return render_go(override, messages)
+    return render_template(template, messages, bos=bos, eos=eos, tools=tools, think=think)
+
+
 def _pool_normalize(vector: Any) -> list[float]:
     """A sentence vector: mean of per-token vectors (models without pooling), L2-normalized."""
     if vector and isinstance(vector[0], list):
@@ -458,17 +476,8 @@ class LlamaCppBackend:
 
     def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None,
                 override: str | None = None, think: bool | str | None = None) -> str:
-        template = override or self.template
-        if tools and (template is None or "tools" not in template):
-            # The template cannot offer tools: describe them in a system message instead.
-            messages = with_tool_prompt(messages, tools)
-        if template is None:
-            # No template (a base model): plain completion over the conversation's text.
-            return "\n\n".join(str(m.get("content") or "") for m in messages)
-        if override and not is_jinja(override):
-            return render_go(override, messages)
-        return render_template(template, messages, bos=self.bos_text, eos=self.eos_text,
-                               tools=tools, think=think)
+        return render_prompt(self.template, messages, tools, override, bos=self.bos_text,
+                             eos=self.eos_text, think=think)
 
     def _prompt(self, op: str, request: dict[str, Any], stats: GenStats) -> tuple[list[int], Any]:
         """The prompt's tokens, and its images (None for text alone)."""

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from llmtui.backends.base import Emit, GenStats, Reply
-from llmtui.backends.tools import with_tool_prompt
 from llmtui.errors import ContextOverflow, InvalidInput
 
 
@@ -97,18 +96,10 @@ class TextGenBackend:
 
     def _render(self, messages: list[dict[str, Any]], tools: list[Any] | None,
                 override: str | None) -> str:
-        from llmtui.backends.llamacpp import render_template
-        from llmtui.backends.templates import is_jinja, render_go
+        from llmtui.backends.llamacpp import render_prompt
 
-        template = override or self.template
-        if tools and (template is None or "tools" not in template):
-            messages = with_tool_prompt(messages, tools)
-        if template is None:
-            return "\n\n".join(str(m.get("content") or "") for m in messages)
-        if override and not is_jinja(override):
-            return render_go(override, messages)
-        return render_template(template, messages, bos=self.bos_text, eos=self.eos_text,
-                               tools=tools)
+        return render_prompt(self.template, messages, tools, override, bos=self.bos_text,
+                             eos=self.eos_text)
 
     def _reserve(self, opts: dict[str, Any]) -> int:
         n = int(opts.get("num_predict", -1) or -1)

@@ -82,7 +82,7 @@ def _fixed_tokenizer(gguf_path: Path) -> Any:
 
 def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
     """Dequantize a GGUF into a Hugging Face folder (weights, config, tokenizer)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     try:
@@ -97,8 +97,7 @@ def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
     except (ValueError, KeyError, NotImplementedError) as exc:
         raise StepError(f"transformers cannot load the '{model_type}' architecture from a "
                         f"GGUF: {_first_line(exc)}") from None
-    tokenizer = _fixed_tokenizer(gguf_path) or AutoTokenizer.from_pretrained(folder,
-                                                                             gguf_file=name)
+    tokenizer = _gguf_tokenizer(gguf_path)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     from gguf import GGUFReader
@@ -145,6 +144,14 @@ def _spm_from_gguf(gguf_path: Path, out: Path) -> None:
         piece.piece, piece.score = text, float(score)
         piece.type = int(kind) if 1 <= kind <= 6 else 1
     out.write_bytes(model.SerializeToString())
+
+
+def _gguf_tokenizer(gguf_path: Path) -> Any:
+    """The GGUF's tokenizer as transformers reads it (with our fixes where it misreads)."""
+    from transformers import AutoTokenizer
+
+    return _fixed_tokenizer(gguf_path) or AutoTokenizer.from_pretrained(
+        str(gguf_path.parent), gguf_file=gguf_path.name)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -297,13 +304,11 @@ def gguf_to_openvino_native(gguf_path: Path, out: Path, work: Path) -> bool:
     kept, total = keep_gguf_blocks_ov(out, gguf_path)
     say(status=f"kept the GGUF's own 4-bit blocks in {kept} of {total} int4 matrices")
     # The chat template and the model's facts, as the Hugging Face path leaves them.
-    from transformers import AutoConfig, AutoTokenizer
+    from transformers import AutoConfig
 
-    folder, name = str(gguf_path.parent), gguf_path.name
-    tokenizer = _fixed_tokenizer(gguf_path) or AutoTokenizer.from_pretrained(folder,
-                                                                             gguf_file=name)
-    tokenizer.save_pretrained(out)
-    AutoConfig.from_pretrained(folder, gguf_file=name).save_pretrained(out)
+    _gguf_tokenizer(gguf_path).save_pretrained(out)
+    AutoConfig.from_pretrained(str(gguf_path.parent),
+                               gguf_file=gguf_path.name).save_pretrained(out)
     return True
 
 
