@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -406,7 +406,8 @@ class AsyncClient(_Base):
             raise_for_error(_decode(resp), resp.status_code)
         return _decode(resp) if resp.content else {}
 
-    async def stream(self, path: str, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream(self, path: str,
+                     body: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         try:
             async with self._http() as http, http.stream("POST", path, json=body) as resp:
                 if resp.status_code >= 400:
@@ -423,11 +424,12 @@ class AsyncClient(_Base):
         except httpx.TransportError as exc:
             raise _lost(exc) from None
 
-    def generate(self, model: str, prompt: str, **kw: Any) -> AsyncIterator[dict[str, Any]]:
+    def generate(self, model: str, prompt: str,
+                 **kw: Any) -> AsyncGenerator[dict[str, Any], None]:
         return self.stream("/api/generate", self._generate_body(model, prompt, **kw))
 
     def chat(self, model: str, messages: list[dict[str, Any]],
-             **kw: Any) -> AsyncIterator[dict[str, Any]]:
+             **kw: Any) -> AsyncGenerator[dict[str, Any], None]:
         return self.stream("/api/chat", self._chat_body(model, messages, **kw))
 
     async def embed(self, model: str, input: str | list[str], **kw: Any) -> dict[str, Any]:

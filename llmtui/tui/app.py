@@ -474,7 +474,14 @@ class ChatApp(App[None]):
             msg.stats = {"error": str(exc).splitlines()[0][:200]}
             self._explain(exc)
         finally:
+            aclose = getattr(parts, "aclose", None)
+            if aclose is not None:  # a stopped reply ends its HTTP stream now, not at GC
+                with contextlib.suppress(Exception):
+                    await aclose()
+            at_end = log.at_end()
             await view.finish()
+            if at_end:  # the stats line below the reply comes into view
+                log.end_after_refresh()
             if view.thought:
                 msg.stats["thinking"] = view.thought  # kept with the reply, and sent back
             self.history.save(msg)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any, Protocol
 
 
@@ -64,8 +65,10 @@ class DaemonBackend:
     async def chat(self, model: str, messages: list[dict[str, Any]],
                    options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         await self._revive()
-        async for part in self.client.chat(model, messages, options=options):
-            yield part
+        # aclosing: a stopped reply closes the HTTP stream now, not when the GC finds it
+        async with aclosing(self.client.chat(model, messages, options=options)) as parts:
+            async for part in parts:
+                yield part
 
     async def rag_collection(self, name: str) -> dict[str, Any]:
         await self._revive()
@@ -78,8 +81,10 @@ class DaemonBackend:
         await self._revive()
         body = {"query": question, "answer": True, "model": model, "messages": history,
                 "options": options}
-        async for part in self.client.stream(f"/api/x/rag/{collection}/query", body):
-            yield part
+        async with aclosing(self.client.stream(f"/api/x/rag/{collection}/query",
+                                               body)) as parts:
+            async for part in parts:
+                yield part
 
     async def pull(self, model: str) -> AsyncIterator[dict[str, Any]]:
         await self._revive()

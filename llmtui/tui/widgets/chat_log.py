@@ -30,7 +30,15 @@ class ChatLog(VerticalScroll):
         await self.mount(view)
         self.scroll_end(animate=False)
 
+    def at_end(self) -> bool:
+        return self.max_scroll_y - self.scroll_y < 3
+
     def follow(self) -> None:
         """Keep up with streaming text unless the user has scrolled away from the end."""
-        if self.max_scroll_y - self.scroll_y < 3:
+        if self.at_end():
             self.scroll_end(animate=False)
+
+    def end_after_refresh(self) -> None:
+        """Scroll to the end once the layout is redone (for a change made just now that
+        grows the last message: its flushed text, its stats line)."""
+        self.call_after_refresh(self.scroll_end, animate=False)
