@@ -86,7 +86,18 @@ class Message:
             out["images"] = images
         if self.role == "assistant" and self.stats.get("thinking"):
             out["thinking"] = self.stats["thinking"]
+        if self.role == "assistant" and self.stats.get("tool_calls"):
+            out["tool_calls"] = self.stats["tool_calls"]
+        if self.role == "tool" and self.stats.get("tool_name"):
+            out["tool_name"] = self.stats["tool_name"]
         return out
+
+    @property
+    def sends(self) -> bool:
+        """Whether the message goes to the model: it has text, files or tool calls, or
+        it is a tool's result (which may be empty)."""
+        return bool(self.content or self.attachments or self.stats.get("tool_calls")
+                    or self.role == "tool")
 
     @property
     def images(self) -> list[dict[str, Any]]:
@@ -127,9 +138,18 @@ class Conversation:
         for m in self.messages:
             who = {"user": "You", "assistant": "Assistant", "system": "System"}.get(
                 m.role, m.role.title())
+            if m.role == "tool":  # a call's result, under the call
+                st = m.stats
+                lines += [f"### Tool: {st.get('tool_name', 'tool')} · "
+                          f"{st.get('status', 'ok')}", "", "```", m.content, "```", ""]
+                continue
             lines.append(f"## {who}" + (" (cut off)" if m.partial else ""))
             lines.append("")
             lines.append(m.content)
+            for call in m.stats.get("tool_calls") or []:
+                fn = call.get("function") or {}
+                args = json.dumps(fn.get("arguments") or {}, ensure_ascii=False)
+                lines += ["", f"_called `{fn.get('name', '?')}({args})`_"]
             for att in m.attachments:
                 name = att.get("name", "file")
                 if att.get("kind") == "image" and images_dir is not None:

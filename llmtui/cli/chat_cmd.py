@@ -37,6 +37,10 @@ def chat(
     model: str | None = typer.Argument(None, help="Model (default: the config's default)."),
     conversation: str | None = typer.Option(
         None, "--conversation", "-c", help="Open a conversation (number, id or id prefix)."),
+    tools: str | None = typer.Option(
+        None, "--tools", help="Offer tools from the start: fs, shell, plugins and MCP "
+        "servers of mcp.json, comma-separated (Alt+T or /tools in the chat). Each call "
+        "asks first."),
 ) -> None:
     """Open the full-screen chat (what bare `llm` does)."""
     from llmtui.config import Settings
@@ -56,7 +60,8 @@ def chat(
     from llmtui.tui.backend import DaemonBackend
 
     app = ChatApp(DaemonBackend(settings), history, settings, model=name,
-                  attachment=attachment, conversation=conversation)
+                  attachment=attachment, conversation=conversation,
+                  tools=[t.strip() for t in (tools or "").split(",") if t.strip()])
     from llmtui.tui.images import prepare_terminal
 
     prepare_terminal()  # which graphics the terminal draws (image previews), asked now

@@ -38,14 +38,27 @@ class Approver:
     def decide(self, tool: Tool, arguments: dict[str, Any]) -> tuple[bool, str]:
         """(run it?, why not: the text the model gets when it may not)."""
         self.show(f"tool call: {describe(tool.name, arguments)}")
+        settled = self.settled(tool)
+        if settled is not None:
+            return settled
+        assert self.ask is not None  # settled() decides when there is no one to ask
+        return self.answered(tool, self.ask(tool, arguments))
+
+    def settled(self, tool: Tool, can_ask: bool | None = None) -> tuple[bool, str] | None:
+        """The decision when no one needs asking (allowed, or no one to ask), else None.
+        The chat passes ``can_ask=True`` and asks in a dialog of its own, then calls
+        ``answered``."""
         if tool.name in self.allowed or (self.yes and not tool.always_ask):
             return True, ""
-        if self.ask is None:
+        if not (self.ask is not None if can_ask is None else can_ask):
             self.show(f"tool call refused: {tool.name} needs approval and there is no "
                       f"terminal to ask on (pass --yes or --allow-tool {tool.name})")
             return False, ("the call was refused: it needs the user's approval, and "
                            "the user was not there to give it")
-        answer = self.ask(tool, arguments)
+        return None
+
+    def answered(self, tool: Tool, answer: str) -> tuple[bool, str]:
+        """Take a person's answer (ONCE, SESSION or DENY) to a call of ``tool``."""
         if answer == SESSION and not tool.always_ask:
             self.allowed.add(tool.name)
         if answer in (ONCE, SESSION):

@@ -119,15 +119,25 @@ def _one_turn(client: Any, model: str, convo: list[dict[str, Any]], kw: dict[str
     return text, final
 
 
-def _run_call(toolset: ToolSet, approver: Approver, call: dict[str, Any]) -> CallRecord:
+def parse_call(toolset: ToolSet, call: dict[str, Any]
+               ) -> tuple[str, dict[str, Any], CallRecord | None]:
+    """A call from the model's reply: (tool name, arguments, a record of why it cannot run
+    — an unknown tool or arguments that fail the schema — or None when it can)."""
     fn = call.get("function") or {}
     name = str(fn.get("name") or "")
     args = fn.get("arguments")
     args = args if isinstance(args, dict) else {}
     problem = toolset.check(name, fn.get("arguments"))
     if problem is not None:
-        approver.show(f"tool call rejected: {name}: {problem}")
-        return CallRecord(name, args, f"error: {problem}", "invalid")
+        return name, args, CallRecord(name, args, f"error: {problem}", "invalid")
+    return name, args, None
+
+
+def _run_call(toolset: ToolSet, approver: Approver, call: dict[str, Any]) -> CallRecord:
+    name, args, rejected = parse_call(toolset, call)
+    if rejected is not None:
+        approver.show(f"tool call rejected: {name}: {rejected.result[7:]}")
+        return rejected
     ok, why = approver.decide(toolset.tools[name], args)
     if not ok:
         return CallRecord(name, args, why, "denied")

@@ -35,6 +35,8 @@ from llmtui.tui.screens import (
     ModelPicker,
     Prompt,
     SettingsScreen,
+    ToolApproval,
+    ToolsScreen,
 )
 from llmtui.tui.voice import ChatVoice
 from llmtui.tui.widgets import (
@@ -44,6 +46,7 @@ from llmtui.tui.widgets import (
     PromptArea,
     Sidebar,
     StatusBar,
+    ToolCallView,
     code_blocks,
 )
 
@@ -79,6 +82,7 @@ class ChatApp(App[None]):
         Binding("ctrl+t", "next_theme", "Theme", id="app.theme", show=False),
         Binding("f5", "push_to_talk", "Talk", id="chat.talk", show=False),
         Binding("f9", "read_aloud", "Read aloud", id="chat.read_aloud", show=False),
+        Binding("alt+t", "tools", "Tools", id="chat.tools", show=False),
         Binding("f1,question_mark", "help", "Help", id="app.help"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit"),
     ]
@@ -101,13 +105,14 @@ class ChatApp(App[None]):
         "next_theme": "Next theme",
         "push_to_talk": "Speak into the message box (until a pause, or F5)",
         "read_aloud": "Read replies aloud (on/off)",
+        "tools": "Tools for the model: files, shell, MCP servers",
         "help": "List every key",
         "quit": "Quit",
     }
 
     def __init__(self, backend: Any, history: History, settings: Any, *,
                  model: str | None = None, attachment: tuple[str, str] | None = None,
-                 conversation: str | None = None) -> None:
+                 conversation: str | None = None, tools: list[str] | None = None) -> None:
         super().__init__()
         self.backend = backend
         self.history = history
@@ -134,6 +139,17 @@ class ChatApp(App[None]):
         self.sending = False  # Enter was pressed; the reply has not begun yet
         self.keymap_file = Path(settings.paths.config_dir) / "keymap.toml"
         self.voice = ChatVoice(settings)
+        #: tools offered to the model (Alt+T, /tools): sources picked, the ToolSet they make,
+        #: the MCP servers running for it, "auto"/"required"/a tool's name for the next
+        #: reply, and the approvals given this session ("always for this tool")
+        self.tool_sources: list[str] = []
+        self._start_tools = list(tools or [])  # `llm chat --tools`
+        self.toolset: Any = None
+        self.tool_choice = "auto"
+        self._mcp: Any = None
+        from llmtui.tools.approval import Approver
+
+        self.approver = Approver(show=lambda line: None)
         self._load_themes()
 
     # -- set-up -------------------------------------------------------------------------
@@ -179,6 +195,8 @@ class ChatApp(App[None]):
         else:
             await self.new_conversation()
         self.connect()
+        if self._start_tools:
+            self.set_tools(self._start_tools, "auto")
         self.set_interval(5.0, self.poll_status)
 
     def _apply_keymap(self) -> None:
@@ -250,7 +268,7 @@ class ChatApp(App[None]):
                 model=model, loaded=model in self.loaded, used=self.last_usage, context=ctx,
                 state="generating…" if self.generating else self.daemon_state,
                 rag=self.rag.get(self.conv.id if self.conv else ""), drafts=self.last_drafts,
-                read_aloud=self.voice.read_aloud)
+                read_aloud=self.voice.read_aloud, tools=len(self.toolset or ()))
 
     def show_error(self, title: str, message: str) -> None:
         self.push_screen(ErrorModal(title, message))
@@ -318,6 +336,9 @@ class ChatApp(App[None]):
         area.clear()
         if text == "/rag" or text.startswith("/rag "):
             self.attach_rag(text[4:].strip())
+            return
+        if text == "/tools" or text.startswith("/tools "):
+            self.tools_command(text[6:].strip())
             return
         if text == "/image" or text.startswith("/image "):
             self.attach_images(text[6:].strip())
@@ -391,8 +412,7 @@ class ChatApp(App[None]):
 
     def _request_messages(self) -> list[dict[str, Any]]:
         assert self.conv is not None
-        msgs = [m.for_model(self.history.image_bytes) for m in self.conv.messages
-                if m.content or m.attachments]
+        msgs = [m.for_model(self.history.image_bytes) for m in self.conv.messages if m.sends]
         if self.conv.system:
             msgs.insert(0, {"role": "system", "content": self.conv.system})
         return msgs
@@ -411,12 +431,43 @@ class ChatApp(App[None]):
         return opts
 
     async def reply(self) -> None:
-        """Stream the assistant's reply into a new message, saving as it goes."""
+        """Stream the assistant's reply. With tools on (Alt+T), run the calls it makes, each
+        once approved, and stream the next turn with their results, for a bounded number
+        of rounds (the last offers no tools, so it ends in words)."""
+        from llmtui.tools.loop import MAX_ROUNDS, forced_schema
+
+        conv = self.conv
+        assert conv is not None and conv.id
+        self.generating = True  # before the first await: the reply exists from here on
+        try:
+            toolset = None if self.rag.get(conv.id) else self.toolset
+            for rnd in range(MAX_ROUNDS + 1):
+                extra: dict[str, Any] = {}
+                if toolset and rnd < MAX_ROUNDS:
+                    extra["tools"] = toolset.specs()
+                    if rnd == 0 and conv.messages and conv.messages[-1].role == "user":
+                        try:  # a forced call: the grammar of issue 15
+                            forced = forced_schema(toolset, self.tool_choice)
+                        except LlmtuiError as exc:
+                            self.notify(str(exc), title="Tools", severity="error")
+                            forced = None
+                        if forced is not None:
+                            extra["format"] = forced
+                calls = await self._reply_turn(extra)
+                if not calls:
+                    break
+                await self._run_calls(toolset, calls)
+        finally:
+            self.generating = False
+            self.update_status()
+
+    async def _reply_turn(self, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        """Stream one turn into a new message, saving as it goes; the tool calls it made."""
         conv = self.conv
         assert conv is not None and conv.id
         request = self._request_messages()
         msg = Message(role="assistant", content="", model=conv.model, partial=True)
-        self.generating = True  # before the first await: the reply exists from here on
+        calls: list[dict[str, Any]] = []
         self.history.add(conv.id, msg)
         conv.messages.append(msg)
         view = MessageView(msg, live=True)
@@ -434,7 +485,7 @@ class ChatApp(App[None]):
             parts = self.backend.rag_chat(collection, conv.model, question, history,
                                           self._options())
         else:
-            parts = self.backend.chat(conv.model, request, self._options())
+            parts = self.backend.chat(conv.model, request, self._options(), **extra)
         try:
             async for part in parts:
                 if "chunks" in part:
@@ -451,6 +502,7 @@ class ChatApp(App[None]):
                 if time.monotonic() - last_save > SAVE_EVERY:
                     self.history.save(msg)
                     last_save = time.monotonic()
+                calls += (part.get("message") or {}).get("tool_calls") or []
                 if part.get("done"):
                     msg.stats = {k: v for k, v in part.items()
                                  if k.endswith(("_count", "_duration")) or k == "done_reason"}
@@ -460,6 +512,8 @@ class ChatApp(App[None]):
                 msg.content += footer
                 await view.write(footer)
             msg.partial = False
+            if calls:
+                msg.stats["tool_calls"] = calls
             self.voice.reply_ended()
             self.last_usage = int(msg.stats.get("prompt_eval_count") or 0) + int(
                 msg.stats.get("eval_count") or 0)
@@ -485,10 +539,43 @@ class ChatApp(App[None]):
             if view.thought:
                 msg.stats["thinking"] = view.thought  # kept with the reply, and sent back
             self.history.save(msg)
-            self.generating = False
+            if calls and not msg.content and not view.thought:
+                await view.remove()  # its calls are shown, folded, with their results
             self.update_status()
             if self.context_length is None:
                 self._context_of(conv.model)
+        return calls
+
+    async def _run_calls(self, toolset: Any, calls: list[dict[str, Any]]) -> None:
+        """Run the model's calls, each once approved (the dialog asks unless the tool is
+        allowed for the session), and keep each result as a folded "tool" message."""
+        from llmtui.tools.core import CallRecord
+        from llmtui.tools.loop import parse_call
+
+        conv = self.conv
+        assert conv is not None and conv.id
+        log = self.main.query_one(ChatLog)
+        for call in calls:
+            name, args, rejected = parse_call(toolset, call)
+            record: CallRecord
+            if rejected is not None:
+                record = rejected
+            else:
+                tool = toolset.tools[name]
+                settled = self.approver.settled(tool, can_ask=True)
+                if settled is None:
+                    answer = await self.push_screen_wait(
+                        ToolApproval(name, tool.description, args, tool.always_ask))
+                    settled = self.approver.answered(tool, answer)
+                ok, why = settled
+                record = await asyncio.to_thread(toolset.call, name, args) if ok else \
+                    CallRecord(name, args, why, "denied")
+            result = Message(role="tool", content=record.result, model=conv.model, stats={
+                "tool_name": name, "arguments": args, "status": record.status,
+                "seconds": round(record.seconds, 3)})
+            self.history.add(conv.id, result)
+            conv.messages.append(result)
+            await log.add(ToolCallView(result))
 
     @work(group="context")
     async def _context_of(self, model: str) -> None:
@@ -593,6 +680,112 @@ class ChatApp(App[None]):
 
     async def on_unmount(self) -> None:
         self.voice.close()
+        if self._mcp is not None:  # the MCP servers end with the chat
+            await asyncio.to_thread(self._mcp.close)
+
+    # -- tools ------------------------------------------------------------------------------
+
+    BUILTIN_TOOLS = ("fs", "shell", "plugins")
+
+    @property
+    def _mcp_json(self) -> Path:
+        return Path(self.settings.paths.config_dir) / "mcp.json"
+
+    def _tool_sources(self) -> tuple[list[tuple[str, str]], str | None]:
+        """What Alt+T offers: the built-in groups and the MCP servers of mcp.json (or why
+        mcp.json could not be read)."""
+        from llmtui.tools.mcp import load_config
+
+        sources = [("fs", f"Files: read and list files below {Path.cwd()}"),
+                   ("shell", "Shell: run a command in that folder (asks every time)"),
+                   ("plugins", "Plugins: the tools of installed llmtui plugins")]
+        try:
+            sources += [(name, f"MCP server {name}: {spec.describe()}")
+                        for name, spec in load_config(self._mcp_json).items()]
+        except LlmtuiError as exc:
+            return sources, str(exc)
+        return sources, None
+
+    def action_tools(self) -> None:
+        sources, problem = self._tool_sources()
+
+        def done(result: dict[str, Any] | None) -> None:
+            if result is not None:
+                self.set_tools(result["sources"], result["choice"])
+        self.push_screen(ToolsScreen(sources, self.tool_sources, self.tool_choice, problem),
+                         done)
+
+    def tools_command(self, arg: str) -> None:
+        """`/tools` opens the picker (Alt+T); `/tools fs,shell,SERVER [required|TOOL]` sets
+        the tools (and forces a call in the next reply); `/tools off`."""
+        words = arg.split()
+        if not words:
+            self.action_tools()
+        elif words[0] in ("off", "none"):
+            self.set_tools([], "auto")
+        else:
+            self.set_tools([w for w in words[0].split(",") if w],
+                           words[1] if len(words) > 1 else "auto")
+
+    def _warn(self, line: str) -> None:
+        """A line from the MCP host (a server that failed), from any thread."""
+        text = line.removeprefix("llm: ")
+        try:
+            self.call_from_thread(self.notify, text, title="MCP", severity="warning",
+                                  timeout=10)
+        except RuntimeError:  # already on the app's thread
+            self.notify(text, title="MCP", severity="warning", timeout=10)
+
+    @work(exclusive=True, group="tools")
+    async def set_tools(self, sources: list[str], choice: str) -> None:
+        """Make the ToolSet for these sources: the MCP servers start now (in a thread, the
+        chat goes on) and run until the tools change or the chat ends."""
+        from llmtui.errors import InvalidInput
+        from llmtui.tools import ToolSet
+        from llmtui.tools.builtin import builtin_tools
+        from llmtui.tools.loop import forced_schema
+        from llmtui.tools.mcp import McpHost, load_config
+
+        if self.generating:
+            self.notify("stop the reply first (Esc)", severity="warning")
+            return
+        old, self._mcp = self._mcp, None
+        self.toolset, self.tool_sources, self.tool_choice = None, [], "auto"
+        if old is not None:
+            await asyncio.to_thread(old.close)
+        toolset = ToolSet()
+        host = None
+        try:
+            builtin = [s for s in sources if s in self.BUILTIN_TOOLS]
+            if builtin:
+                toolset.extend(builtin_tools(",".join(builtin), Path.cwd()))
+            servers = [s for s in sources if s not in self.BUILTIN_TOOLS]
+            if servers:
+                configured = load_config(self._mcp_json)
+                unknown = [s for s in servers if s not in configured]
+                if unknown:
+                    raise InvalidInput(f"'{unknown[0]}' is not a built-in tool group "
+                                       f"({', '.join(self.BUILTIN_TOOLS)}) nor an MCP "
+                                       "server in mcp.json (see `llm mcp list`)")
+                host = McpHost([configured[s] for s in servers], warn=self._warn)
+                await asyncio.to_thread(host.__enter__)
+                toolset.extend(host.tools())
+            forced_schema(toolset, choice)  # a forced call must name a tool offered
+        except LlmtuiError as exc:
+            if host is not None:
+                await asyncio.to_thread(host.close)
+            self.notify(str(exc), title="Tools", severity="error", timeout=10)
+            self.update_status()
+            return
+        self._mcp = host
+        self.toolset, self.tool_sources, self.tool_choice = toolset or None, sources, choice
+        if toolset:
+            forced = "" if choice == "auto" else f"; the next reply must call {choice}"
+            self.notify(f"{len(toolset)} tools: {', '.join(toolset.names())}{forced}. "
+                        "Each call asks first.", title="Tools")
+        else:
+            self.notify("no tools", title="Tools")
+        self.update_status()
 
     async def action_regenerate(self) -> None:
         if self.generating or not self.conv or not self.conv.messages:

@@ -18,8 +18,8 @@ class ChatBackend(Protocol):
     async def models(self) -> list[dict[str, Any]]: ...
     async def loaded(self) -> list[dict[str, Any]]: ...
     async def show(self, model: str) -> dict[str, Any]: ...
-    def chat(self, model: str, messages: list[dict[str, Any]],
-             options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]: ...
+    def chat(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any],
+             **extra: Any) -> AsyncIterator[dict[str, Any]]: ...
     def pull(self, model: str) -> AsyncIterator[dict[str, Any]]: ...
     async def rag_collection(self, name: str) -> dict[str, Any]: ...
     def rag_chat(self, collection: str, model: str, question: str,
@@ -62,11 +62,13 @@ class DaemonBackend:
             self.client.socket = None
             await self.connect()
 
-    async def chat(self, model: str, messages: list[dict[str, Any]],
-                   options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def chat(self, model: str, messages: list[dict[str, Any]], options: dict[str, Any],
+                   **extra: Any) -> AsyncIterator[dict[str, Any]]:
+        """``extra``: more /api/chat fields (tools, format)."""
         await self._revive()
         # aclosing: a stopped reply closes the HTTP stream now, not when the GC finds it
-        async with aclosing(self.client.chat(model, messages, options=options)) as parts:
+        async with aclosing(self.client.chat(model, messages, options=options,
+                                             **extra)) as parts:
             async for part in parts:
                 yield part
 

@@ -42,8 +42,9 @@ class FakeBackend:
         return {}
 
     async def chat(self, model: str, messages: list[dict[str, Any]],
-                   options: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        self.requests.append({"model": model, "messages": messages, "options": options})
+                   options: dict[str, Any], **extra: Any) -> AsyncIterator[dict[str, Any]]:
+        self.requests.append({"model": model, "messages": messages, "options": options,
+                              **extra})
         for word in self.reply.split(" "):
             if self.delay:
                 await asyncio.sleep(self.delay)

@@ -8,6 +8,7 @@ from llmtui.tui.screens.model_manager import ModelManager
 from llmtui.tui.screens.model_picker import ModelPicker
 from llmtui.tui.screens.settings import SettingsScreen
 from llmtui.tui.screens.text_prompt import Prompt
+from llmtui.tui.screens.tools import ToolApproval, ToolsScreen
 
 __all__ = ["Confirm", "ErrorModal", "FilePicker", "HelpScreen", "ModelManager", "ModelPicker",
-           "Prompt", "SettingsScreen"]
+           "Prompt", "SettingsScreen", "ToolApproval", "ToolsScreen"]

@@ -7,6 +7,7 @@ from llmtui.tui.widgets.prompt_input import PromptArea
 from llmtui.tui.widgets.sidebar import Sidebar
 from llmtui.tui.widgets.status_bar import StatusBar
 from llmtui.tui.widgets.thinking import ThinkingView
+from llmtui.tui.widgets.tool_call import ToolCallView
 
 __all__ = ["AttachmentBar", "ChatLog", "MessageView", "PromptArea", "Sidebar", "StatusBar",
-           "ThinkingView", "code_blocks", "stats_line"]
+           "ThinkingView", "ToolCallView", "code_blocks", "stats_line"]

@@ -6,12 +6,12 @@ from textual.widgets import Static
 
 
 class StatusBar(Static):
-    """`● model │ context used/ctx tokens │ rag NAME │ read aloud │ daemon state │ F1 help ·
-    Ctrl+P`."""
+    """`● model │ context used/ctx tokens │ rag NAME │ read aloud │ tools N │ daemon state │
+    F1 help · Ctrl+P`."""
 
     def show(self, *, model: str, loaded: bool, used: int, context: int | None, state: str,
              rag: str | None = None, drafts: tuple[int, int] | None = None,
-             read_aloud: bool = False) -> None:
+             read_aloud: bool = False, tools: int = 0) -> None:
         mark = "●" if loaded else "○"
         tokens = f"{used}/{context}" if context else f"{used}"
         kept = ""
@@ -20,4 +20,5 @@ class StatusBar(Static):
         self.update(f"{mark} {model} │ context {tokens} tokens │ "
                     + (f"rag {rag} │ " if rag else "") + kept
                     + ("read aloud │ " if read_aloud else "")
+                    + (f"tools {tools} │ " if tools else "")
                     + f"daemon {state} │ F1 help · Ctrl+P commands")
