@@ -108,8 +108,12 @@ def run(
     targs.check()
     if targs.wanted():
         if not prompt and not images:
-            raise InvalidInput("tools need a prompt: pass one or pipe it in (the "
-                               "interactive session does not take tools yet)")
+            if stdin is not None:
+                raise InvalidInput("nothing to do: the prompt and stdin are empty")
+            from llmtui.cli.repl import repl
+
+            repl(opts, targs)  # the interactive session, with tools
+            return
         user: dict[str, object] = {"role": "user", "content": prompt or DESCRIBE_PROMPT}
         if images:
             user["images"] = images

@@ -7,8 +7,9 @@ import sys
 from typing import Any
 
 from llmtui.api.validate import check_options
-from llmtui.cli.common import GenOptions, Quiet, emit_result, stream_reply
+from llmtui.cli.common import GenOptions, Quiet, emit_result, stream_reply, write
 from llmtui.cli.output import info
+from llmtui.cli.toolrun import ToolArgs
 from llmtui.errors import LlmtuiError
 
 HELP = """Commands:
@@ -21,6 +22,8 @@ HELP = """Commands:
   /clear                    forget the conversation
   /bye                      exit (Ctrl-D too)
 Start and end a message with \"\"\" to write several lines.
+With --tools, --functions or --mcp, each call asks first: [y]es once, [a]lways for this
+tool (the rest of the session), [n]o.
 Ctrl-C stops a reply without leaving."""
 
 
@@ -55,7 +58,22 @@ def _read_message(prompt: str = ">>> ") -> str | None:
         lines.append(more)
 
 
-def repl(opts: GenOptions) -> None:
+def repl(opts: GenOptions, tools: ToolArgs | None = None) -> None:
+    """The session; with ``tools`` (--tools, --functions, --mcp) each turn runs the tool
+    loop, asking on the terminal before each call ("always" holds for the session)."""
+    with contextlib.ExitStack() as stack:
+        toolset = approver = None
+        if tools is not None and tools.wanted():
+            from llmtui.cli.toolrun import open_tools
+            from llmtui.tools import Approver
+            from llmtui.tools.approval import terminal_ask
+
+            toolset = stack.enter_context(open_tools(tools))
+            approver = Approver(yes=tools.yes, allow=tools.allow, ask=terminal_ask())
+        _repl(opts, tools, toolset, approver)
+
+
+def _repl(opts: GenOptions, tools: ToolArgs | None, toolset: Any, approver: Any) -> None:
     from llmtui.cli.session import connect
 
     try:
@@ -71,7 +89,9 @@ def repl(opts: GenOptions) -> None:
     messages: list[dict[str, Any]] = []
     with connect() as client:
         client.load(opts.model, keep_alive=opts.keep_alive)  # fail fast on a missing model
-        info(f"{opts.model} ready. /? for help, /bye to exit.")
+        info(f"{opts.model} ready" + (f" with {len(toolset)} tools "
+                                      f"({', '.join(toolset.names())})" if toolset else "")
+             + ". /? for help, /bye to exit.")
         try:
             while True:
                 try:
@@ -91,6 +111,11 @@ def repl(opts: GenOptions) -> None:
                 convo = ([{"role": "system", "content": opts.system}] if opts.system else [])
                 messages.append({"role": "user", "content": text})
                 try:
+                    if toolset:
+                        assert tools is not None
+                        messages[:] = _tool_turn(client, opts, tools, toolset, approver,
+                                                 convo, messages)
+                        continue
                     reply, final = stream_reply(client, opts, messages=convo + messages)
                 except KeyboardInterrupt:
                     sys.stdout.write("\n")
@@ -112,6 +137,26 @@ def repl(opts: GenOptions) -> None:
             if readline is not None and hist is not None:
                 with contextlib.suppress(OSError):
                     readline.write_history_file(hist)
+
+
+def _tool_turn(client: Any, opts: GenOptions, tools: ToolArgs, toolset: Any, approver: Any,
+               convo: list[dict[str, Any]], messages: list[dict[str, Any]]
+               ) -> list[dict[str, Any]]:
+    """One turn through the tool loop: the answer streams to stdout, calls and approvals
+    go to stderr; returns the conversation with the calls, their results and the answer."""
+    from llmtui.tools import run_loop
+
+    kw: dict[str, Any] = {"options": opts.options, "truncate": opts.truncate}
+    if opts.keep_alive is not None:
+        kw["keep_alive"] = opts.keep_alive
+    if opts.think is not None:
+        kw["think"] = opts.think
+    result = run_loop(client, opts.model, convo + messages, toolset, approver=approver,
+                      tool_choice=tools.choice, max_rounds=tools.rounds, on_text=write, **kw)
+    if result.text and not result.text.endswith("\n"):
+        write("\n")
+    emit_result(opts, result.text, result.final)
+    return result.messages[len(convo):]
 
 
 def _command(line: str, opts: GenOptions, messages: list[dict[str, Any]]) -> bool:

@@ -135,9 +135,35 @@ def test_bad_tool_options(warm: Runner, args: list[str], message: str) -> None:
     assert message in one_line_error(res.stderr)
 
 
-def test_tools_need_a_prompt(warm: Runner) -> None:
-    res = warm("run", "-m", SMOL, "--tools", "fs", start_new_session=True)
-    assert "tools need a prompt" in one_line_error(res.stderr)
+def test_tools_with_empty_stdin(warm: Runner) -> None:
+    res = warm("run", "-m", SMOL, "--tools", "fs", input="", start_new_session=True)
+    assert "nothing to do: the prompt and stdin are empty" in one_line_error(res.stderr)
+
+
+def test_interactive_session_with_tools(warm: Runner, fns: Path) -> None:
+    """`llm run MODEL --functions F` at a terminal: each turn may call the tools; "a"
+    allows the tool for the rest of the session."""
+    from tests.cli.test_pipe import Pty
+
+    env = {**os.environ, **warm.env, "TERM": "dumb"}
+    p = Pty([*LLM, "run", *GEN, "--functions", str(fns), "--tool-choice", "required",
+             "--tool-rounds", "1"], env)
+    try:
+        p.expect(b"with 1 tools (secret_code)")
+        p.send(QUESTION.encode() + b"\r")
+        p.expect(b"Run secret_code? [y]es once, [a]lways for this tool, [n]o: ")
+        p.send(b"a\r")
+        p.expect(b"tool result: secret_code ok")
+        p.expect(b">>> ", timeout=120)
+        p.send(b"And the secret code of Rome?\r")
+        asked = p.expect(b"tool result: secret_code ok")
+        assert b"Run secret_code?" not in asked  # allowed for the session
+        p.expect(b">>> ", timeout=120)
+        p.send(b"/bye\r")
+        assert p.proc.wait(timeout=30) == 0
+    finally:
+        if p.proc.poll() is None:
+            p.proc.kill()
 
 
 def _with_terminal(warm: Runner, fns: Path, answers: bytes, *extra: str) -> str:
