@@ -75,12 +75,35 @@ class DaemonLock:
             self.fh = None
 
 
+def listening_socket(address: tuple[str, int], family: int = socket.AF_INET) -> socket.socket:
+    """A listening TCP socket whose connections have Nagle's algorithm off.
+
+    ``socket.create_server`` makes a socket of protocol 0, and asyncio turns Nagle off
+    (TCP_NODELAY) only on sockets whose protocol is IPPROTO_TCP. With Nagle on, a
+    response written in two parts (head, then body) waits for the client's delayed ACK:
+    about 40 ms on every request of a kept-alive connection, which is how real clients
+    (the ollama and openai packages) talk."""
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name != "nt":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY"):
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # Linux: inherited
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def bind_local_tcp() -> tuple[socket.socket, str, str]:
     """Where there are no Unix sockets: a random loopback port and a fresh token that
     clients must send (socket, url, token)."""
     import secrets
 
-    sock = socket.create_server(("127.0.0.1", 0), backlog=128)
+    sock = listening_socket(("127.0.0.1", 0))
     sock.set_inheritable(False)
     return sock, f"http://127.0.0.1:{sock.getsockname()[1]}", secrets.token_urlsafe(32)
 
@@ -162,7 +185,7 @@ def tcp_listener(settings: Settings, host: str | None = None, port: int | None =
 def bind_tcp(bind: Bind) -> socket.socket:
     family = socket.AF_INET6 if ":" in bind.host else socket.AF_INET
     try:
-        sock = socket.create_server((bind.host, bind.port), family=family, backlog=128)
+        sock = listening_socket((bind.host, bind.port), family)
     except OSError as exc:
         hint = ("another server (Ollama?) is using the port; pick another with --port"
                 if exc.errno == errno.EADDRINUSE else None)

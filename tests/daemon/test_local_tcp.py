@@ -76,3 +76,35 @@ def test_imports_without_fcntl_or_unix_sockets() -> None:
                          cwd=ROOT, env=env, timeout=60)
     assert res.stdout.strip() == "ok", res.stderr
     assert LLM  # the CLI itself is exercised above
+
+
+def test_tcp_connections_have_nagle_off() -> None:
+    """The daemon's TCP listeners hand out connections with TCP_NODELAY, as asyncio
+    gives them only to sockets made with IPPROTO_TCP: with Nagle on, every request on a
+    kept-alive connection waited ~40 ms for the client's delayed ACK."""
+    import asyncio
+    import socket
+
+    from llmtui.daemon.server import listening_socket
+
+    listener = listening_socket(("127.0.0.1", 0))
+    assert listener.proto == socket.IPPROTO_TCP
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=listener)
+        port = listener.getsockname()[1]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            return await asyncio.wait_for(seen, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
