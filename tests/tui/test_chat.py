@@ -51,7 +51,7 @@ async def until(pilot: Any, cond: Any, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
+            raise AssertionError("timed out waiting; the screen:\n" + screen_text(pilot.app))
         await pilot.pause(0.05)
 
 
@@ -80,7 +80,10 @@ def test_chat_flow_stream_stop_persist_restart(chat_home: Path) -> None:
             stopped = conv.messages[-1]
             assert stopped.stats.get("stopped") and not stopped.partial
             assert 40 < len(stopped.content) < 1500
-            await until(pilot, lambda: "stopped" in screen_text(app), timeout=10)
+            # the stopped reply's stats line (its label: on a loaded machine a toast or
+            # a late layout pass may cover or scroll the screen text for a while)
+            await until(pilot, lambda: "■ stopped after" in str(
+                app.query(MessageView).last().query(".stats").last().content), timeout=10)
             # Regenerate replaces the stopped reply with a fresh one.
             conv.options = {"num_predict": 8}
             await app.action_regenerate()
