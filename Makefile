@@ -62,7 +62,7 @@ $(STAMP): pyproject.toml
 	    -w $(WHEEL_DIR).tmp && mv $(WHEEL_DIR).tmp $(WHEEL_DIR); fi
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet --find-links $(WHEEL_DIR) torch==$(TORCH_VERSION) \
-	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert,docs,scale]' ollama openai
+	  llama-cpp-python==$(LLAMA_VERSION) -e '.[all,dev,convert,train,docs,scale]' ollama openai
 	touch $@
 
 # System packages the tests need (PortAudio for sounddevice, espeak-ng and sox to make

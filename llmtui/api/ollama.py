@@ -700,6 +700,11 @@ class OllamaAPI:
         if files is not None and (not isinstance(files, dict) or not 1 <= len(files) <= 2):
             raise InvalidInput("'files' must map one GGUF file name (or a model and its "
                                "projector) to sha256 digests")
+        adapters = data.get("adapters")
+        if adapters is not None and (not isinstance(adapters, dict) or not all(
+                isinstance(v, str) for v in adapters.values())):
+            raise InvalidInput("'adapters' must map LoRA GGUF file names to "
+                               "\"sha256:...\" digests")
         params = self.options(data.get("parameters"))
         system = data.get("system")
         template = data.get("template")
@@ -753,6 +758,28 @@ class OllamaAPI:
 
         base, layer = await asyncio.to_thread(prepare)
 
+        def adapter_layers() -> list[Layer]:
+            """Ollama's ADAPTER: LoRA GGUFs uploaded as blobs, applied at load."""
+            from llmtui.models.store import _safe_filename
+
+            out = []
+            for filename, digest_text in (adapters or {}).items():
+                digest = parse_digest(digest_text)
+                if not store.has_blob(digest):
+                    raise InvalidInput(f"adapter blob sha256:{digest[:12]}… was not uploaded "
+                                       "(POST /api/blobs/:digest first)")
+                path = store.blob_path(digest)
+                if not is_lora_gguf(path):
+                    raise InvalidInput(f"adapter {filename} is not a LoRA adapter GGUF "
+                                       "(general.type \"adapter\")")
+                out.append(Layer(digest=digest, size=path.stat().st_size,
+                                 filename=_safe_filename(str(filename)), kind="adapter"))
+            if out and base.format != "gguf":
+                raise InvalidInput("adapters apply to GGUF models only")
+            return out
+
+        extra_layers = await asyncio.to_thread(adapter_layers)
+
         def work(on_event: Callable[[dict[str, Any]], None]) -> None:
             on_event({"status": f"using existing layer {layer}"})
             made = base
@@ -765,6 +792,10 @@ class OllamaAPI:
                                       target, on_event=on_event)
             on_event({"status": "creating new layer"})
             merged = {**base.parameters_override, **params}
+            if extra_layers:
+                on_event({"status": "using adapter layers " + ", ".join(
+                    f"sha256:{a.digest}" for a in extra_layers)})
+                made = replace(made, layers=(*made.layers, *extra_layers))
             made = replace(
                 made, name=str(target), source=f"create:{source or 'blob'}",
                 system=system if system is not None else base.system,
@@ -778,3 +809,14 @@ class OllamaAPI:
             store.write_manifest(made)
 
         return await self._progress_stream(data.get("stream", True) is not False, work)
+
+
+def is_lora_gguf(path: Any) -> bool:
+    """A GGUF whose general.type is "adapter" (llama.cpp's LoRA files)."""
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(path)).fields.get("general.type")
+        return field is not None and field.contents() == "adapter"
+    except (ValueError, OSError, KeyError):
+        return False

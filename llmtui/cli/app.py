@@ -31,6 +31,7 @@ from llmtui.cli import (
     runtime_cmd,
     scale_cmd,
     setup_cmd,
+    train_cmd,
     vision_cmd,
     voice_cmd,
 )
@@ -60,6 +61,7 @@ plugins_cmd.register(app)
 setup_cmd.register(app)
 doctor_cmd.register(app)
 formats_cmd.register(app)
+train_cmd.register(app)
 vision_cmd.register(app)
 voice_cmd.register(app)
 launch_cmd.register(app)

@@ -146,6 +146,10 @@ def show(
     projector = _projector(store, manifest)
     if projector is not None:
         data["projector"] = projector
+    if manifest.adapters:
+        data["adapters"] = [a.filename for a in manifest.adapters]
+    if manifest.tuned:
+        data["tuned"] = manifest.tuned
     if json_out:
         if gguf is not None or native:
             data["template"] = chat_template
@@ -154,7 +158,18 @@ def show(
         print_json(data)
         return
     rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items()
-            if v not in (None, "") and k != "projector"]
+            if v not in (None, "") and k not in ("projector", "tuned")]
+    tuned = manifest.tuned
+    if tuned:  # `llm finetune`: from what, on what, how, and the result
+        st = tuned.get("settings") or {}
+        rows += [["tuned from", f"{tuned.get('base')} ({tuned.get('base_digest', '')[:19]})"],
+                 ["tuned on", f"{tuned.get('data')} ({tuned.get('records')} records, "
+                              f"sha256 {str(tuned.get('data_sha256'))[:12]})"],
+                 ["tuning", f"LoRA rank {st.get('rank')}, alpha {st.get('alpha')}, lr "
+                            f"{st.get('lr')}, {st.get('steps')} steps"
+                            + (f", merged {tuned['merged']}" if tuned.get("merged") else "")],
+                 [f"loss ({tuned.get('evaluated_on')})",
+                  f"{tuned.get('loss_before')} -> {tuned.get('loss_after')}"]]
     if projector is not None:
         rows += [["projector", f"{projector['projector_type']} ({projector['file']})"],
                  ["image size", _fmt(projector["image_size"])],

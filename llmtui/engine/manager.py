@@ -202,6 +202,9 @@ class EngineManager:
             **({} if embedding else self._draft_options(manifest, options)),
             **({"mmproj": str(mm)} if not embedding and (mm := self.store.projector_path(manifest))
                else {}),  # a vision model's projector (issue 19)
+            # LoRA adapters (Ollama's ADAPTER, `llm finetune`): applied at load
+            **({"adapters": [{"path": str(self.store.layer_path(a)), "scale": 1.0}
+                             for a in manifest.adapters]} if manifest.adapters else {}),
         }
 
     def _draft_options(self, manifest: Manifest, options: dict[str, Any]) -> dict[str, Any]:

@@ -47,7 +47,8 @@ class Layer:
     size: int
     filename: str
     link: str | None = None  # absolute path when the file is used where it lies
-    kind: str = "model"  # "projector": a vision model's mmproj GGUF beside its text GGUF
+    kind: str = "model"  # "projector": a vision model's mmproj GGUF beside its text GGUF;
+    # "adapter": a LoRA GGUF applied over the model at load (Ollama's ADAPTER)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,8 @@ class Manifest:
     system: str | None = None
     template: str | None = None
     parameters_override: dict[str, Any] = field(default_factory=dict)
+    #: `llm finetune`: what the model was tuned from, on what data, how, and the result
+    tuned: dict[str, Any] | None = None
     schema: int = MANIFEST_SCHEMA
 
     @property
@@ -91,6 +94,11 @@ class Manifest:
     def projector(self) -> Layer | None:
         """The multimodal projector layer of a vision model, if it has one."""
         return next((layer for layer in self.layers if layer.kind == "projector"), None)
+
+    @property
+    def adapters(self) -> list[Layer]:
+        """LoRA adapter layers, applied over the model when it loads."""
+        return [layer for layer in self.layers if layer.kind == "adapter"]
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -169,7 +177,8 @@ class Store:
 
     def model_dir(self, manifest: Manifest) -> Path:
         """A folder holding the model's files under their names (for multi-file formats)."""
-        if manifest.format == "gguf" and (len(manifest.layers) == 1 or manifest.projector):
+        if manifest.format == "gguf" and (len(manifest.layers) == 1 or manifest.projector
+                                          or manifest.adapters):
             return self.layer_path(manifest.layers[0]).parent
         target = self.root / "views" / view_key(manifest)
         if not target.exists():

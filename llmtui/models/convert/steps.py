@@ -334,6 +334,10 @@ def main(argv: list[str]) -> int:
             say(status="quantized", done=True)
             return 0
         src = Path(spec["source"])
+        if spec.get("op") == "to-hf":  # `llm finetune`: the base, dequantized for torch
+            gguf_to_hf(src, out, "float32")
+            say(status="dequantized", done=True)
+            return 0
         if spec["to"] == "gguf":
             hf_to_gguf_file(src, out, spec["type"], spec["filename"])
             say(status="converted", done=True)
