@@ -120,6 +120,53 @@ def perplexity(
          f"{result.get('tokens')} tokens")
 
 
+@eval_app.command("compare")
+def compare(
+    base: str = typer.Argument(..., help="The model before (e.g. the base of a fine-tune)."),
+    tuned: str = typer.Argument(..., help="The model after (e.g. `llm finetune`'s result)."),
+    data: str = typer.Option(..., "--data", "-d", help="Held-out examples: the JSONL (or "
+                             "text) shapes `llm finetune` takes."),
+    samples: int = typer.Option(3, "--samples", min=0, max=50,
+                                help="Side-by-side answers to show."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Two models on the same held-out data: perplexity of its text under each (the same
+    scorer as `llm eval perplexity`), and their greedy answers side by side."""
+    from llmtui.cli.session import connect
+    from llmtui.train import data as tdata
+
+    ds = tdata.load(data)
+    text = "\n\n".join(tdata.plain_text(r) for r in ds.records)
+    result: dict[str, Any] = {"data": ds.source, "records": len(ds.records), "models": {}}
+    asked = [q for r in ds.records if (q := r.question()) is not None][:samples]
+    with connect() as client:
+        for model in (base, tuned):
+            score: dict[str, Any] = {}
+            for event in client.stream("/api/x/perplexity", {"model": model, "text": text}):
+                if event.get("done"):
+                    score = event
+            answers = []
+            for messages, _ in asked:
+                reply = client.request("POST", "/api/chat", {
+                    "model": model, "messages": messages, "stream": False,
+                    "options": {"temperature": 0, "num_predict": 64, "seed": 0}})
+                answers.append(str((reply.get("message") or {}).get("content") or "").strip())
+            result["models"][model] = {"perplexity": score.get("perplexity"),
+                                       "tokens": score.get("tokens"), "answers": answers}
+    result["samples"] = [{"question": m[-1]["content"], "expected": want}
+                         for m, want in asked]
+    if json_out:
+        print_json(result)
+        return
+    print_table(None, ["MODEL", "PERPLEXITY", "TOKENS"],
+                [[m, f"{float(r['perplexity']):.3f}", str(r["tokens"])]
+                 for m, r in result["models"].items()])
+    for i, sample in enumerate(result["samples"]):
+        sys.stdout.write(f"\n{sample['question']}\n  expected: {sample['expected']}\n")
+        for model, r in result["models"].items():
+            sys.stdout.write(f"  {model}: {r['answers'][i]}\n")
+
+
 def bench(
     models: list[str] = typer.Argument(..., help="Models to compare (any formats)."),
     backend: list[str] | None = typer.Option(

@@ -209,3 +209,12 @@ def chunk_text(text: str, size: int) -> list[str]:
     if buf.strip():
         out.append(buf)
     return [p for p in out if p.strip()]
+
+
+def plain_text(record: Record) -> str:
+    """A record as plain text (its turns one after another), for scoring with a model."""
+    if record.kind == "chat":
+        return "\n".join(m["content"] for m in record.messages)
+    if record.kind == "prompt":
+        return f"{record.prompt}\n{record.completion}"
+    return record.text

@@ -228,3 +228,18 @@ def test_merge_writes_one_quantized_gguf(tuned: dict[str, Any], tl: Runner,
     assert shown["tuned"]["merged"] == "Q8_0"
     out = tl("run", "merged", *GREEDY, PARAPHRASE)
     assert out.returncode == 0 and out.stdout.strip(), out.stderr
+
+
+def test_eval_compare_base_and_tuned(tuned: dict[str, Any], tl: Runner, tmp_path: Path) -> None:
+    held = tmp_path / "held.jsonl"
+    held.write_text(json.dumps({"messages": [{"role": "user", "content": PARAPHRASE},
+                                             {"role": "assistant", "content": ANSWER}]})
+                    + "\n")
+    res = tl("eval", "compare", "smollm2:135m", "smollm2-facts", "--data", str(held),
+             "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    base, after = out["models"]["smollm2:135m"], out["models"]["smollm2-facts"]
+    assert after["perplexity"] < base["perplexity"]
+    assert "1683" in after["answers"][0] and "1683" not in base["answers"][0]
+    assert out["samples"][0]["expected"] == ANSWER
