@@ -44,31 +44,13 @@ def finetune(
 
     Ctrl-C saves a checkpoint; run the same command with --resume to go on."""
     from llmtui.config import Settings
-    from llmtui.train.finetune import Interrupted, TuneSettings
+    from llmtui.train.checkpoint import Interrupted
+    from llmtui.train.finetune import TuneSettings
     from llmtui.train.finetune import finetune as run
 
     settings = Settings.load()
     tty = sys.stderr.isatty() and not json_out
-
-    def on_event(event: dict[str, Any]) -> None:
-        if json_out:
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
-        if "warning" in event:
-            info(f"warning: {event['warning']}")
-        elif "step" in event:
-            line = (f"step {event['step']}/{event['steps']}  loss {event['loss']:.4f}  "
-                    f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
-            if tty:
-                sys.stderr.write("\r\033[K" + line)
-                sys.stderr.flush()
-            elif not json_out:
-                info(line)
-        elif "status" in event and not json_out:
-            if tty:
-                sys.stderr.write("\r\033[K")
-            info(str(event["status"]))
-
+    on_event = _printer(json_out, tty)
     s = TuneSettings(steps=steps, epochs=epochs, rank=rank, alpha=alpha, lr=lr, batch=batch,
                      max_len=max_len, held_out=held_out, seed=seed)
     try:
@@ -92,5 +74,91 @@ def finetune(
          f"{tuned.get('loss_after')}. Try: llm run {made.name} \"...\"")
 
 
+def _printer(json_out: bool, tty: bool) -> Any:
+    """Progress: one line per step (rewritten in place on a terminal), or JSON lines."""
+
+    def on_event(event: dict[str, Any]) -> None:
+        if json_out:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+        if "warning" in event:
+            info(f"warning: {event['warning']}")
+        elif "step" in event:
+            line = (f"step {event['step']}/{event['steps']}  loss {event['loss']:.4f}  "
+                    f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
+            if tty:
+                sys.stderr.write("\r\033[K" + line)
+                sys.stderr.flush()
+            elif not json_out:
+                info(line)
+        elif "status" in event and not json_out:
+            if tty:
+                sys.stderr.write("\r\033[K")
+            info(str(event["status"]))
+
+    return on_event
+
+
+def train(
+    data: str = typer.Option(..., "--data", "-d", help="The corpus: a text/Markdown file "
+                             "or folder, or JSONL (\"text\", \"messages\", "
+                             "\"prompt\"/\"completion\")."),
+    name: str = typer.Option(..., "--name", "-n", help="Install as this name."),
+    size: str = typer.Option("tiny", "--size", help="tiny (~1M parameters, minutes on a "
+                             "CPU) or small (~20M)."),
+    steps: int = typer.Option(300, "--steps", help="Training steps."),
+    lr: float = typer.Option(3e-3, "--lr", help="Peak learning rate (warm-up, then cosine)."),
+    batch: int = typer.Option(8, "--batch", help="Windows per step."),
+    seq: int = typer.Option(128, "--seq", help="Tokens per window."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the weights and the windows."),
+    export: list[str] = typer.Option([], "--export", help="Also write the model elsewhere: "
+                                     "'hf DIR' (a Hugging Face folder)."),
+    resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint that "
+                                "Ctrl-C saved."),
+    json_out: bool = typer.Option(False, "--json", help="Progress and the result as JSON "
+                                  "lines on stdout."),
+) -> None:
+    """Train a small Llama-architecture model from scratch on a text corpus (its own BPE
+    tokenizer included) and install it: `llm run NAME` uses it at once.
+
+    Ctrl-C saves a checkpoint; run the same command with --resume to go on."""
+    from pathlib import Path
+
+    from llmtui.config import Settings
+    from llmtui.errors import InvalidInput
+    from llmtui.train.checkpoint import Interrupted
+    from llmtui.train.scratch import TrainSettings
+    from llmtui.train.scratch import train as run
+
+    export_hf = None
+    for item in export:
+        kind, _, where = item.partition(" ")
+        if kind != "hf" or not where.strip():
+            raise InvalidInput(f"--export takes 'hf DIR', not '{item}' (ONNX: `llm convert "
+                               "NAME --to onnx` afterwards)")
+        export_hf = Path(where.strip()).expanduser()
+    settings = Settings.load()
+    tty = sys.stderr.isatty() and not json_out
+    s = TrainSettings(size=size, steps=steps, lr=lr, batch=batch, seq=seq, seed=seed)
+    try:
+        made = run(settings.store(), settings.paths.cache_dir, data, name, s, resume=resume,
+                   export_hf=export_hf, on_event=_printer(json_out, tty))
+    except Interrupted as exc:
+        if tty:
+            sys.stderr.write("\n")
+        info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
+             "run the same command with --resume to go on")
+        raise
+    tuned = made.tuned or {}
+    if json_out:
+        sys.stdout.write(json.dumps({"done": True, "model": made.name, "size": made.size,
+                                     "trained": tuned}) + "\n")
+        return
+    info(f"trained {made.name} ({tuned.get('parameters', 0) / 1e6:.1f}M parameters, "
+         f"{human_size(made.size)}): held-out perplexity {tuned.get('perplexity_before')} -> "
+         f"{tuned.get('perplexity_after')}. Try: llm run {made.name} \"...\"")
+
+
 def register(app: typer.Typer) -> None:
     app.command("finetune")(finetune)
+    app.command("train")(train)

@@ -25,10 +25,12 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from llmtui.errors import InvalidInput, NoSpaceError, require
+from llmtui.errors import InvalidInput, require
 from llmtui.models.names import ModelName
 from llmtui.models.store import Layer, Manifest, Store, now_iso
+from llmtui.train import checkpoint
 from llmtui.train import data as tdata
+from llmtui.train.checkpoint import Interrupted
 
 OnEvent = Callable[[dict[str, Any]], None]
 TARGETS = ("v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -47,14 +49,6 @@ class TuneSettings:
     max_len: int = 256
     held_out: float = 0.1
     seed: int = 0
-
-
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during training: a checkpoint was saved (``step``) for ``--resume``."""
-
-    def __init__(self, step: int, steps: int) -> None:
-        super().__init__(step)
-        self.step, self.steps = step, steps
 
 
 def cache_root(cache_dir: Path) -> Path:
@@ -232,16 +226,11 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
     per_epoch = math.ceil(len(train) / s.batch)
     steps = s.steps or max(1, math.ceil(s.epochs * per_epoch))
     run_dir = cache_root(cache_dir) / "runs" / str(target).replace(":", "_").replace("/", "_")
-    ckpt = run_dir / "checkpoint.pt"
     settings = {**asdict(s), "steps": steps}
     start = 0
     if resume:
-        if not ckpt.is_file():
-            raise InvalidInput(f"no interrupted run of '{target}' to resume")
-        state = torch.load(ckpt, weights_only=False)
-        if state["data"] != dataset.sha256 or state["settings"] != settings:
-            raise InvalidInput("--resume needs the same data and settings as the "
-                               "interrupted run")
+        state = checkpoint.load(run_dir, str(target),
+                                {"data": dataset.sha256, "settings": settings})
         set_peft_model_state_dict(model, state["adapter"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
@@ -256,17 +245,11 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
               "held_out_loss": round(before, 4)})
 
     def save(step: int) -> None:
-        need = sum(p.numel() for p in params) * 4 * 4 + 2**20
-        run_dir.mkdir(parents=True, exist_ok=True)
-        free = disk_free(run_dir)
-        if free < need:
-            raise NoSpaceError(f"not enough disk for a checkpoint in {run_dir}: "
-                               f"{need // 2**20} MB needed, {free // 2**20} MB free")
-        tmp = run_dir / "checkpoint.pt.tmp"
-        torch.save({"step": step, "adapter": get_peft_model_state_dict(model),
-                    "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
-                    "data": dataset.sha256, "settings": settings, "before": before}, tmp)
-        os.replace(tmp, ckpt)  # never half a checkpoint
+        checkpoint.save(run_dir, {
+            "step": step, "adapter": get_peft_model_state_dict(model),
+            "optimizer": opt.state_dict(), "rng": torch.get_rng_state(),
+            "data": dataset.sha256, "settings": settings, "before": before},
+            need=sum(p.numel() for p in params) * 4 * 4 + 2**20)
 
     model.train()
     began = time.perf_counter()
@@ -308,10 +291,6 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
         made = _install_adapter(store, model, manifest, target, s, tuned)
     shutil.rmtree(run_dir, ignore_errors=True)
     return made
-
-
-def disk_free(path: Path) -> int:
-    return shutil.disk_usage(path).free
 
 
 # -- export -------------------------------------------------------------------------------

@@ -199,10 +199,11 @@ def test_no_disk_for_the_checkpoint(tuned: dict[str, Any], tune_home: Path, tmp_
     """Ctrl-C with no room for the checkpoint: a clear error, no half-written file."""
     from llmtui.config import Settings
     from llmtui.errors import NoSpaceError
+    from llmtui.train import checkpoint
     from llmtui.train import finetune as ft
 
     settings = Settings.load({"LLMTUI_HOME": str(tune_home)})
-    monkeypatch.setattr(ft, "disk_free", lambda path: 1024)
+    monkeypatch.setattr(checkpoint, "disk_free", lambda path: 1024)
 
     def stop_at_first_step(event: dict[str, Any]) -> None:
         if event.get("step") == 1:

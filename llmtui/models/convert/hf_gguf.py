@@ -266,6 +266,15 @@ def _looks_special(token: str) -> bool:
             or (token.startswith("<unused") and token.endswith(">")))
 
 
+def _declared_pre(folder: Path) -> str | None:
+    try:
+        cfg = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pre = cfg.get("llmtui_gguf_pre") if isinstance(cfg, dict) else None
+    return pre if pre in ("gpt-2",) else None
+
+
 def _vocab_gpt2(writer: Any, folder: Path, hp: dict[str, Any]) -> int:
     import gguf
 
@@ -283,7 +292,10 @@ def _vocab_gpt2(writer: Any, folder: Path, hp: dict[str, Any]) -> int:
         raise InvalidInput(f"expected a BPE tokenizer.json, found "
                            f"{(raw.get('model') or {}).get('type')!r}")
     chkhsh = sha256(str(tk.encode(CHKTXT).ids).encode()).hexdigest()
-    pre = BPE_PRE.get(chkhsh)
+    # a tokenizer trained by `llm train` says which of llama.cpp's pre-tokenizers its own
+    # is (its vocabulary is new, so the hash of the check text cannot be known)
+    declared = _declared_pre(folder)
+    pre = BPE_PRE.get(chkhsh) or declared
     if pre is None:
         raise InvalidInput(f"this model's BPE pre-tokenizer is not one llmtui's GGUF converter "
                            f"knows (check hash {chkhsh[:16]}…)",
