@@ -54,6 +54,11 @@ def test_train_a_tiny_model_and_run_it(sl: Runner, scratch_home: Path, tmp_path:
     assert model.config.model_type == "llama" and len(tok) == model.config.vocab_size
     shown = json.loads(sl("show", "tiny-pd", "--json").stdout)
     assert shown["tuned"]["trained_from_scratch"] is True
+    # and on to ONNX Runtime through the converter (issue 11)
+    conv = sl("convert", "tiny-pd", "--to", "onnx", "--precision", "fp32", timeout=600)
+    assert conv.returncode == 0, conv.stderr
+    onnx = sl("run", "tiny-pd:onnx", "-n", "12", "--temperature", "0", "The")
+    assert onnx.returncode == 0 and onnx.stdout.strip(), onnx.stderr
 
 
 def test_train_bad_input(sl: Runner, scratch_home: Path, tmp_path: Path) -> None:

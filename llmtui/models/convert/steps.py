@@ -100,6 +100,7 @@ def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
     tokenizer = _gguf_tokenizer(gguf_path)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    _drop_nulls(out / "tokenizer_config.json")
     from gguf import GGUFReader
 
     field = GGUFReader(str(gguf_path)).fields.get("tokenizer.chat_template")
@@ -113,6 +114,18 @@ def gguf_to_hf(gguf_path: Path, out: Path, dtype: str = "float32") -> None:
         # under that name; write a real SentencePiece model from the GGUF's vocabulary.
         spm.unlink()
         _spm_from_gguf(gguf_path, spm)
+
+
+def _drop_nulls(path: Path) -> None:
+    """transformers writes "chat_template": null and "unk_token": null for a model with
+    neither (a byte-level BPE trained by `llm train`); onnxruntime-genai's tokenizer
+    wants strings there or nothing."""
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(cfg, dict) and any(v is None for v in cfg.values()):
+        path.write_text(json.dumps({k: v for k, v in cfg.items() if v is not None},
+                                   indent=2), encoding="utf-8")
 
 
 def _spm_from_gguf(gguf_path: Path, out: Path) -> None:
