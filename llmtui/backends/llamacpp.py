@@ -114,16 +114,22 @@ def json_grammar(fmt: Any) -> str | None:
 _GGML_TYPES = {"f16": 1, "bf16": 30, "q8_0": 8, "q4_0": 2}
 
 
-def kv_types(name: str) -> tuple[int, int]:
+def kv_types(name: str, gpu: bool = False) -> tuple[int, int]:
     """(key type, value type) for a kv_cache_type setting.
 
-    "auto" keeps keys in f16 and values in bf16. With key and value types that differ,
-    llama.cpp's CPU flash attention computes every row of a batch the same way, whatever
-    the batch's size or the sequence's length (the tiled and split-KV kernels need both in
-    f16), so a prompt gives bit-identical results evaluated at once, in chunks, continued
-    from a cache, token by token or verified speculatively.
+    "auto" on the CPU keeps keys in f16 and values in bf16. With key and value types that
+    differ, llama.cpp's CPU flash attention computes every row of a batch the same way,
+    whatever the batch's size or the sequence's length (the tiled and split-KV kernels
+    need both in f16), so a prompt gives bit-identical results evaluated at once, in
+    chunks, continued from a cache, token by token or verified speculatively.
+
+    "auto" with layers on a GPU is f16 for both: CUDA's flash attention has kernels for
+    equal types only, and converts a mixed f16/bf16 cache on every step (slow; measured
+    on an H100).
     """
     if name in ("auto", ""):
+        if gpu:
+            return _GGML_TYPES["f16"], _GGML_TYPES["f16"]
         return _GGML_TYPES["f16"], _GGML_TYPES["bf16"]
     if name not in _GGML_TYPES:
         raise InvalidInput(f"unknown kv_cache_type {name!r} (auto, f16, bf16, q8_0, q4_0)")
@@ -260,7 +266,8 @@ class LlamaCppBackend:
         cp.no_perf = True
         flash = str(options.get("flash_attention", "auto")).lower()
         cp.flash_attn_type = {"on": 1, "true": 1, "off": 0, "false": 0}.get(flash, -1)
-        cp.type_k, cp.type_v = kv_types(str(options.get("kv_cache_type") or "auto"))
+        on_gpu = gpu_layers != 0 and bool(L.llama_supports_gpu_offload())
+        cp.type_k, cp.type_v = kv_types(str(options.get("kv_cache_type") or "auto"), on_gpu)
         ctx = L.llama_init_from_model(self.model.model, cp)
         if not ctx:
             raise ValueError("failed to create a llama.cpp context (out of memory?)")

@@ -120,3 +120,13 @@ def test_size_bound_and_cache_commands(cache_home: Path, llm: Any) -> None:
     assert files(cache_home) == []
     missing = llm("cache", "clear", "--model", "nosuch:model")
     assert missing.returncode == 3 and "not found" in missing.stderr
+
+
+def test_auto_kv_types_cpu_and_gpu() -> None:
+    """"auto": K f16 / V bf16 on the CPU (batch-invariant flash attention); f16 for both
+    with layers on a GPU, where CUDA has flash-attention kernels for equal types only."""
+    from llmtui.backends.llamacpp import kv_types
+
+    assert kv_types("auto") == (1, 30)
+    assert kv_types("auto", gpu=True) == (1, 1)
+    assert kv_types("q8_0", gpu=True) == (8, 8)
