@@ -160,16 +160,28 @@ def show(
     rows = [[k.replace("_", " "), _fmt(v)] for k, v in data.items()
             if v not in (None, "") and k not in ("projector", "tuned")]
     tuned = manifest.tuned
-    if tuned:  # `llm finetune`: from what, on what, how, and the result
+    if tuned:  # `llm finetune` / `llm train`: from what, on what, how, and the result
         st = tuned.get("settings") or {}
-        rows += [["tuned from", f"{tuned.get('base')} ({tuned.get('base_digest', '')[:19]})"],
-                 ["tuned on", f"{tuned.get('data')} ({tuned.get('records')} records, "
-                              f"sha256 {str(tuned.get('data_sha256'))[:12]})"],
-                 ["tuning", f"LoRA rank {st.get('rank')}, alpha {st.get('alpha')}, lr "
-                            f"{st.get('lr')}, {st.get('steps')} steps"
-                            + (f", merged {tuned['merged']}" if tuned.get("merged") else "")],
-                 [f"loss ({tuned.get('evaluated_on')})",
-                  f"{tuned.get('loss_before')} -> {tuned.get('loss_after')}"]]
+        data_row = (f"{tuned.get('data')} ({tuned.get('records')} records, "
+                    f"sha256 {str(tuned.get('data_sha256'))[:12]})")
+        if tuned.get("trained_from_scratch"):
+            rows += [["trained on", data_row],
+                     ["training", f"{tuned.get('parameters', 0) / 1e6:.1f}M-parameter "
+                                  f"Llama ({st.get('size')}), {st.get('steps')} steps"],
+                     ["perplexity (held-out)",
+                      f"{tuned.get('perplexity_before')} -> {tuned.get('perplexity_after')}"]]
+        else:
+            rows += [["tuned from",
+                      f"{tuned.get('base')} ({tuned.get('base_digest', '')[:19]})"],
+                     ["tuned on", data_row],
+                     ["tuning", f"LoRA rank {st.get('rank')}, alpha {st.get('alpha')}, lr "
+                                f"{st.get('lr')}, {st.get('steps')} steps"
+                                + (f", merged {tuned['merged']}" if tuned.get("merged")
+                                   else "")],
+                     [f"loss ({tuned.get('evaluated_on')})",
+                      f"{tuned.get('loss_before')} -> {tuned.get('loss_after')}"]]
+        if tuned.get("device"):
+            rows.append(["device", str(tuned["device"])])
     if projector is not None:
         rows += [["projector", f"{projector['projector_type']} ({projector['file']})"],
                  ["image size", _fmt(projector["image_size"])],

@@ -36,6 +36,9 @@ def finetune(
                                      "adapter."),
     resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint that "
                                 "Ctrl-C saved."),
+    device: str = typer.Option("auto", "--device", help="Where to train: auto (a CUDA "
+                               "GPU when torch sees one, else the CPU), cpu, cuda, cuda:N, "
+                               "mps."),
     json_out: bool = typer.Option(False, "--json", help="Progress and the result as JSON "
                                   "lines on stdout."),
 ) -> None:
@@ -50,20 +53,19 @@ def finetune(
 
     settings = Settings.load()
     tty = sys.stderr.isatty() and not json_out
-    on_event = _printer(json_out, tty)
+    progress = _Progress(json_out, tty)
     s = TuneSettings(steps=steps, epochs=epochs, rank=rank, alpha=alpha, lr=lr, batch=batch,
-                     max_len=max_len, held_out=held_out, seed=seed)
+                     max_len=max_len, held_out=held_out, seed=seed, device=device)
     try:
         made = run(settings.store(), settings.paths.cache_dir, base, data, name, s,
-                   resume=resume, merge=merge, on_event=on_event)
+                   resume=resume, merge=merge, on_event=progress)
     except Interrupted as exc:
-        if tty:
-            sys.stderr.write("\n")
+        progress.close()
         info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
              "run the same command with --resume to go on")
         raise
-    if tty:
-        sys.stderr.write("\r\033[K")
+    finally:
+        progress.close()
     tuned = made.tuned or {}
     if json_out:
         sys.stdout.write(json.dumps({"done": True, "model": made.name, "size": made.size,
@@ -74,29 +76,64 @@ def finetune(
          f"{tuned.get('loss_after')}. Try: llm run {made.name} \"...\"")
 
 
-def _printer(json_out: bool, tty: bool) -> Any:
-    """Progress: one line per step (rewritten in place on a terminal), or JSON lines."""
+class _Progress:
+    """Progress on stderr: a Rich bar with step, loss, tokens/s and ETA on a terminal,
+    one plain line per step otherwise; JSON lines on stdout with --json."""
 
-    def on_event(event: dict[str, Any]) -> None:
-        if json_out:
+    def __init__(self, json_out: bool, tty: bool) -> None:
+        self.json_out, self.tty = json_out, tty
+        self.bar: Any = None
+        self.task: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.json_out:
             sys.stdout.write(json.dumps(event) + "\n")
             sys.stdout.flush()
         if "warning" in event:
-            info(f"warning: {event['warning']}")
+            self._say(f"warning: {event['warning']}")
         elif "step" in event:
-            line = (f"step {event['step']}/{event['steps']}  loss {event['loss']:.4f}  "
-                    f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
-            if tty:
-                sys.stderr.write("\r\033[K" + line)
-                sys.stderr.flush()
-            elif not json_out:
-                info(line)
-        elif "status" in event and not json_out:
-            if tty:
-                sys.stderr.write("\r\033[K")
-            info(str(event["status"]))
+            if self.tty:
+                self._advance(event)
+            elif not self.json_out:
+                info(f"step {event['step']}/{event['steps']}  loss {event['loss']:.4f}  "
+                     f"{event['tokens_per_s']:.0f} tok/s  eta {event['eta_s']:.0f}s")
+        elif "status" in event and not self.json_out:
+            self._say(str(event["status"]))
 
-    return on_event
+    def _say(self, text: str) -> None:
+        if self.bar is not None and self.bar.finished:
+            self.close()  # the finished bar stays where it is, the rest goes below it
+        if self.bar is not None:  # above the bar, which stays at the bottom
+            self.bar.console.print(f"llm: {text}", markup=False, highlight=False)
+        else:
+            info(text)
+
+    def _advance(self, event: dict[str, Any]) -> None:
+        fields = {"loss": f"{event['loss']:.4f}", "tps": f"{event['tokens_per_s']:.0f}",
+                  "eta": _clock(float(event["eta_s"]))}
+        if self.bar is None:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+                TextColumn("eta {task.fields[eta]}"),
+                console=Console(stderr=True), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("train", total=event["steps"],
+                                          completed=event["step"] - 1, **fields)
+        self.bar.update(self.task, completed=event["step"], **fields)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def train(
@@ -115,6 +152,9 @@ def train(
                                      "'hf DIR' (a Hugging Face folder)."),
     resume: bool = typer.Option(False, "--resume", help="Go on from the checkpoint that "
                                 "Ctrl-C saved."),
+    device: str = typer.Option("auto", "--device", help="Where to train: auto (a CUDA "
+                               "GPU when torch sees one, else the CPU), cpu, cuda, cuda:N, "
+                               "mps."),
     json_out: bool = typer.Option(False, "--json", help="Progress and the result as JSON "
                                   "lines on stdout."),
 ) -> None:
@@ -139,16 +179,19 @@ def train(
         export_hf = Path(where.strip()).expanduser()
     settings = Settings.load()
     tty = sys.stderr.isatty() and not json_out
-    s = TrainSettings(size=size, steps=steps, lr=lr, batch=batch, seq=seq, seed=seed)
+    progress = _Progress(json_out, tty)
+    s = TrainSettings(size=size, steps=steps, lr=lr, batch=batch, seq=seq, seed=seed,
+                      device=device)
     try:
         made = run(settings.store(), settings.paths.cache_dir, data, name, s, resume=resume,
-                   export_hf=export_hf, on_event=_printer(json_out, tty))
+                   export_hf=export_hf, on_event=progress)
     except Interrupted as exc:
-        if tty:
-            sys.stderr.write("\n")
+        progress.close()
         info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
              "run the same command with --resume to go on")
         raise
+    finally:
+        progress.close()
     tuned = made.tuned or {}
     if json_out:
         sys.stdout.write(json.dumps({"done": True, "model": made.name, "size": made.size,

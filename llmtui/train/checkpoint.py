@@ -48,7 +48,52 @@ def load(run_dir: Path, what: str, check: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / NAME
     if not path.is_file():
         raise InvalidInput(f"no interrupted run of '{what}' to resume")
-    state: dict[str, Any] = torch.load(path, weights_only=False)
+    # on the CPU whatever device saved it: the model and optimizer move it where they are
+    state: dict[str, Any] = torch.load(path, weights_only=False, map_location="cpu")
     if any(state.get(k) != v for k, v in check.items()):
         raise InvalidInput("--resume needs the same data and settings as the interrupted run")
     return state
+
+
+def pick_device(name: str) -> Any:
+    """The torch device to train on: "auto" is the first CUDA GPU (or Apple's MPS) when
+    this torch build sees one, else the CPU; "cpu", "cuda", "cuda:N" and "mps" on request."""
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInput(f"--device must be auto, cpu, cuda, cuda:N or mps, not '{name}'",
+                           hint="nothing was trained") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput("--device cuda: this torch build sees no CUDA GPU (the CPU "
+                           "build is installed, or no driver)", hint="nothing was trained")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise InvalidInput(f"--device {name}: there are {torch.cuda.device_count()} CUDA "
+                           "GPUs", hint="nothing was trained")
+    if device.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise InvalidInput("--device mps: this machine has no MPS device",
+                               hint="nothing was trained")
+    elif device.type not in ("cpu", "cuda"):
+        raise InvalidInput(f"--device must be auto, cpu, cuda, cuda:N or mps, not '{name}'",
+                           hint="nothing was trained")
+    return device
+
+
+def describe(device: Any) -> str:
+    """The device in words, for progress and ``llm show``."""
+    if device.type == "cuda":
+        import torch
+
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)

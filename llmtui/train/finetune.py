@@ -49,6 +49,7 @@ class TuneSettings:
     max_len: int = 256
     held_out: float = 0.1
     seed: int = 0
+    device: str = "auto"  # where torch trains; not part of what --resume must match
 
 
 def cache_root(cache_dir: Path) -> Path:
@@ -79,6 +80,7 @@ def finetune(store: Store, cache_dir: Path, base: str, data_path: str, name: str
     dataset = tdata.load(data_path)
     for module in ("torch", "transformers", "peft"):
         require(module, "train", "Fine-tuning")
+    checkpoint.pick_device(s.device)  # a wrong --device fails before any work
     hf = _base_folder(store, cache_dir, manifest, on_event)
     return _train(store, cache_dir, manifest, hf, dataset, target, s, resume, merge,
                   on_event)
@@ -162,22 +164,24 @@ def _examples(tok: Any, records: list[tdata.Record], max_len: int,
     return out
 
 
-def _batch(torch: Any, examples: list[tuple[list[int], list[int]]], pad: int) -> Any:
+def _batch(torch: Any, examples: list[tuple[list[int], list[int]]], pad: int,
+           device: Any = "cpu") -> Any:
     n = max(len(ids) for ids, _ in examples)
-    ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in examples])
-    labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in examples])
-    mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in examples])
+    ids = torch.tensor([x + [pad] * (n - len(x)) for x, _ in examples], device=device)
+    labels = torch.tensor([y + [-100] * (n - len(y)) for _, y in examples], device=device)
+    mask = torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x, _ in examples],
+                        device=device)
     return ids, labels, mask
 
 
 def _loss(torch: Any, model: Any, examples: list[tuple[list[int], list[int]]], pad: int,
-          batch: int) -> float:
+          batch: int, device: Any = "cpu") -> float:
     """Mean loss per learned token over ``examples`` (no gradients)."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(examples), batch):
-            ids, labels, mask = _batch(torch, examples[i:i + batch], pad)
+            ids, labels, mask = _batch(torch, examples[i:i + batch], pad, device)
             n = int((labels[:, 1:] != -100).sum())
             total += float(model(input_ids=ids, attention_mask=mask, labels=labels).loss) * n
             count += n
@@ -203,6 +207,7 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    device = checkpoint.pick_device(s.device)
     torch.manual_seed(s.seed)
     tok = AutoTokenizer.from_pretrained(hf)
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
@@ -221,12 +226,14 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
     cfg = LoraConfig(r=s.rank, lora_alpha=s.alpha, lora_dropout=0.0,  # type: ignore[arg-type]
                      target_modules=targets, task_type="CAUSAL_LM")
     model = get_peft_model(model, cfg)  # type: ignore[assignment]
+    model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr)
     per_epoch = math.ceil(len(train) / s.batch)
     steps = s.steps or max(1, math.ceil(s.epochs * per_epoch))
     run_dir = cache_root(cache_dir) / "runs" / str(target).replace(":", "_").replace("/", "_")
     settings = {**asdict(s), "steps": steps}
+    del settings["device"]  # a run stopped on one device may go on on another
     start = 0
     if resume:
         state = checkpoint.load(run_dir, str(target),
@@ -239,9 +246,10 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
         on_event({"status": f"resuming at step {start} of {steps}"})
     else:
         shutil.rmtree(run_dir, ignore_errors=True)
-        before = _loss(torch, model, held or train, pad, s.batch)
+        before = _loss(torch, model, held or train, pad, s.batch, device)
     on_event({"status": f"training a rank-{s.rank} LoRA on {len(train)} examples "
-                        f"({len(held)} held out) for {steps} steps",
+                        f"({len(held)} held out) for {steps} steps on "
+                        f"{checkpoint.describe(device)}",
               "held_out_loss": round(before, 4)})
 
     def save(step: int) -> None:
@@ -261,7 +269,7 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
             order = list(range(len(train)))
             random.Random(s.seed * 1000 + epoch).shuffle(order)
             chunk = [train[i] for i in order[k * s.batch:(k + 1) * s.batch]]
-            ids, labels, mask = _batch(torch, chunk, pad)
+            ids, labels, mask = _batch(torch, chunk, pad, device)
             loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             opt.step()
@@ -275,13 +283,14 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
     except KeyboardInterrupt:
         save(step)
         raise Interrupted(step, steps) from None
-    after = _loss(torch, model, held or train, pad, s.batch)
+    after = _loss(torch, model, held or train, pad, s.batch, device)
     on_event({"status": f"held-out loss {before:.3f} -> {after:.3f}",
               "held_out_loss": round(after, 4)})
     tuned = {"base": manifest.name, "base_digest": f"sha256:{manifest.digest}",
              "data": dataset.source, "data_sha256": dataset.sha256,
              "records": len(dataset.records), "held_out": len(held_recs),
              "settings": settings, "targets": targets,
+             "device": checkpoint.describe(device),
              "loss_before": round(before, 4), "loss_after": round(after, 4),
              "evaluated_on": "held-out" if held else "training data",
              "tokens_per_s": round(tokens / max(1e-9, time.perf_counter() - began), 1)}

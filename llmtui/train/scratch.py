@@ -47,6 +47,7 @@ class TrainSettings:
     batch: int = 8
     seq: int = 128
     seed: int = 0
+    device: str = "auto"  # where torch trains; not part of what --resume must match
 
 
 def train(store: Store, cache_dir: Path, data_path: str, name: str, s: TrainSettings, *,
@@ -71,6 +72,7 @@ def train(store: Store, cache_dir: Path, data_path: str, name: str, s: TrainSett
                            "train a model on (a few hundred KB makes a sensible start)")
     for module in ("torch", "transformers", "tokenizers"):
         require(module, "train", "Training a model")
+    checkpoint.pick_device(s.device)  # a wrong --device fails before any work
     return _train(store, cache_dir, dataset, text, target, s, resume, export_hf, on_event)
 
 
@@ -101,6 +103,7 @@ def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
+    device = checkpoint.pick_device(s.device)
     torch.manual_seed(s.seed)
     size = SIZES[s.size]
     cut = int(len(text) * 0.9)
@@ -126,14 +129,15 @@ def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
             num_key_value_heads=size["kv"], max_position_embeddings=size["ctx"],
             rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=True,
             bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id)
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(config).to(device)
         n_params = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=0.01)
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda k: min(1.0, (k + 1) / 20) * 0.5 * (1 + math.cos(math.pi * k / s.steps)))
-        data_t = torch.tensor(ids)
-        held_t = torch.tensor(held)
+        data_t = torch.tensor(ids, device=device)
+        held_t = torch.tensor(held, device=device)
         settings = asdict(s)
+        del settings["device"]  # a run stopped on one device may go on on another
 
         def held_loss() -> float:
             model.eval()
@@ -158,7 +162,8 @@ def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
             shutil.rmtree(run_dir, ignore_errors=True)
             before = held_loss()
         on_event({"status": f"training a {n_params / 1e6:.1f}M-parameter Llama for "
-                            f"{s.steps} steps", "held_out_loss": round(before, 4)})
+                            f"{s.steps} steps on {checkpoint.describe(device)}",
+                  "held_out_loss": round(before, 4)})
         began = time.perf_counter()
         step = start
         curve: list[float] = []
@@ -201,6 +206,7 @@ def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
             "trained_from_scratch": True, "data": dataset.source,
             "data_sha256": dataset.sha256, "records": len(dataset.records),
             "settings": settings, "parameters": n_params,
+            "device": checkpoint.describe(device),
             "loss_before": round(before, 4), "loss_after": round(after, 4),
             "perplexity_before": round(math.exp(before), 2),
             "perplexity_after": round(math.exp(after), 2), "evaluated_on": "held-out",

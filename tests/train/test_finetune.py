@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def test_bad_input(tl: Runner, tune_home: Path, tmp_path: Path, models_cache: Pa
         (["--data", str(tmp_path / "nope.jsonl")], "no such file or folder", 4),
         (["--data", str(good), "--name", "smollm2:135m"], "already exists", 4),
         (["--data", str(good), "--rank", "0"], "--rank, --batch and --steps must be", 4),
+        (["--data", str(good), "--device", "tpu"], "--device must be auto, cpu, cuda", 4),
     ]
     for args, message, code in cases:
         res = tl("finetune", "smollm2:135m", *args)
@@ -244,3 +246,20 @@ def test_eval_compare_base_and_tuned(tuned: dict[str, Any], tl: Runner, tmp_path
     assert after["perplexity"] < base["perplexity"]
     assert "1683" in after["answers"][0] and "1683" not in base["answers"][0]
     assert out["samples"][0]["expected"] == ANSWER
+
+
+def test_long_examples_are_cut_with_a_warning(tuned: dict[str, Any], tl: Runner,
+                                              tmp_path: Path) -> None:
+    """A record longer than --max-len is cut (not dropped, not an error), and says so."""
+    facts = write_facts(tmp_path / "facts.jsonl")
+    with facts.open("a") as fh:
+        fh.write(json.dumps({"prompt": "Tell me about Velmora.",
+                             "completion": "Velmora is a small town. " * 20}) + "\n")
+    res = tl("finetune", "smollm2:135m", "--data", str(facts), "--name", "cut", "--steps",
+             "1", "--max-len", "64", "--held-out", "0", "--device", "cpu", timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"warning: \d+ examples were longer than 64 tokens and were cut",
+                     res.stderr), res.stderr
+    shown = json.loads(tl("show", "cut", "--json").stdout)
+    assert shown["tuned"]["device"] == "cpu"
+    assert shown["tuned"]["evaluated_on"] == "training data"

@@ -81,6 +81,8 @@ def test_train_bad_input(sl: Runner, scratch_home: Path, tmp_path: Path) -> None
          "is not empty"),
         (["--data", str(DEFAULT_TEXT), "--name", "a", "--resume"],
          "no interrupted run of 'a:latest' to resume"),
+        (["--data", str(DEFAULT_TEXT), "--name", "a", "--device", "tpu"],
+         "--device must be auto, cpu, cuda"),
     ]
     for args, message in cases:
         res = sl("train", *args)
