@@ -288,8 +288,9 @@ class Client(_Base):
         ``tools``: Python functions (type hints and docstring describe them), ``Tool``
         objects, or "fs"/"shell" for the built-in ones. ``tool_choice``: "required" or a
         tool's name forces a call in the first round. ``approve``: True runs every call
-        (they are your functions), False refuses them, or a function ``(name,
-        arguments) -> bool`` decides each. ``kw``: options, think, keep_alive, ...
+        (they are your functions) except the built-in shell's, which only a function
+        may approve; False refuses them; or a function ``(name, arguments) -> bool``
+        decides each. ``kw``: options, think, keep_alive, ...
 
         Example::
 

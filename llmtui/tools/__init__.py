@@ -41,13 +41,15 @@ def toolset_of(tools: object) -> ToolSet:
 
 
 def approver_of(approve: object, names: list[str]) -> Approver:
-    """The SDK's ``approve``: True runs every call (the functions are the caller's own),
-    False refuses every one, and a function ``(name, arguments) -> bool`` (or "once",
-    "session", "deny") decides each."""
+    """The SDK's ``approve``: True runs every call (the functions are the caller's own)
+    except the built-in shell tool, which is never run unasked: only a function decides
+    for it. False refuses every call, and a function ``(name, arguments) -> bool`` (or
+    "once", "session", "deny") decides each."""
     from llmtui.tools.approval import DENY, ONCE
 
+    del names  # who may run is decided per tool (Tool.always_ask), not by name
     if approve is True:
-        return Approver(allow=names, show=lambda line: None)
+        return Approver(yes=True, show=lambda line: None)
     if approve is False or approve is None:
         return Approver(show=lambda line: None)
     if not callable(approve):
