@@ -256,7 +256,21 @@ def check_home(settings: Any) -> list[Check]:
                              f"this is {llmtui.__version__}", "llm daemon restart"))
         else:
             out.append(Check("daemon", "status", "ok", f"running (pid {live.get('pid')})"))
+    out.append(check_offline(settings))
     return out
+
+
+def check_offline(settings: Any) -> Check:
+    """The offline switch: on, everything that would leave this machine is refused."""
+    from llmtui import net
+
+    if not net.offline(settings):
+        return Check("network", "offline", "info", "off: pulls and downloads may reach the "
+                     "network (nothing else leaves this machine)")
+    how = ("LLMTUI_OFFLINE" if net._env_switch() is not None
+           and not os.environ.get(net._FROM_CONFIG) else "the config's offline key")
+    return Check("network", "offline", "ok", f"on ({how}): every outbound connection is "
+                 "refused; loopback and the socket still work")
 
 
 def check_shell() -> list[Check]:

@@ -91,6 +91,10 @@ def test_doctor_json_tells_the_truth(llm, home) -> None:
     plain = llm("doctor")
     assert plain.returncode == 0
     assert "fix: llm setup" in plain.stdout and "0 broken" in plain.stdout
+    assert checks[("network", "offline")]["detail"].startswith("off")
+    on = json.loads(llm("doctor", "--json", env={"LLMTUI_OFFLINE": "1"}).stdout)
+    offline = next(c for c in on["checks"] if c["name"] == "offline")
+    assert offline["detail"].startswith("on (LLMTUI_OFFLINE)"), offline
 
 
 def test_doctor_reports_what_is_broken(llm, home, smollm: Path) -> None:
