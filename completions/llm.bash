@@ -22,7 +22,7 @@ _llm() {
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     cmd="${COMP_WORDS[1]}"
-    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch"
+    local commands="chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch convert quantize eval bench finetune train cache"
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version --no-daemon" -- "$cur"))
         return
@@ -33,10 +33,12 @@ _llm() {
         -i|--image|--mmproj) COMPREPLY=($(compgen -f -- "$cur")); return ;;
         --length|-l) COMPREPLY=($(compgen -W "short medium long" -- "$cur")); return ;;
         --functions) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --data|-d|--file) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --to) COMPREPLY=($(compgen -W "onnx openvino gguf" -- "$cur")); return ;;
         --tools) COMPREPLY=($(compgen -W "fs shell fs,shell" -- "$cur")); return ;;
     esac
     case "$cmd" in
-        run|show|rm|cp|load|stop|voice)
+        run|show|rm|cp|load|stop|voice|convert|quantize|bench|finetune)
             COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;
         import|describe|transcribe) COMPREPLY=($(compgen -f -- "$cur")) ;;
         daemon) COMPREPLY=($(compgen -W "start stop status logs" -- "$cur")) ;;
@@ -45,6 +47,9 @@ _llm() {
         rag) COMPREPLY=($(compgen -W "add ls show rm query watch" -- "$cur")) ;;
         history) COMPREPLY=($(compgen -W "list show export import rm" -- "$cur")) ;;
         mcp) COMPREPLY=($(compgen -W "list add rm test" -- "$cur")) ;;
+        eval) if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "perplexity compare" -- "$cur"))
+              else COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")); fi ;;
+        cache) COMPREPLY=($(compgen -W "ls clear" -- "$cur")) ;;
         launch) COMPREPLY=($(compgen -W "claude codex opencode aider --config --model --port" -- "$cur")) ;;
         logs) COMPREPLY=($(compgen -W "path --count --current --cid --model --query --response --json" -- "$cur")) ;;
         chat) COMPREPLY=($(compgen -W "$(_llm_models)" -- "$cur")) ;;

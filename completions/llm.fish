@@ -17,10 +17,15 @@ function __llm_models
     end
 end
 
-set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch
+set -l cmds chat run describe prompt summarize translate ask pull import list show rm cp catalog search serve rpc-worker daemon ps load stop embed rag logs history plugins config completion transcribe speak listen voice setup doctor mcp launch convert quantize eval bench finetune train cache
 complete -c llm -f
 complete -c llm -n "not __fish_seen_subcommand_from $cmds" -a "$cmds"
-complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat voice" -a "(__llm_models)"
+complete -c llm -n "__fish_seen_subcommand_from run show rm cp load stop chat voice convert quantize bench finetune" -a "(__llm_models)"
+complete -c llm -n "__fish_seen_subcommand_from eval; and not __fish_seen_subcommand_from perplexity compare" -a "perplexity compare"
+complete -c llm -n "__fish_seen_subcommand_from perplexity compare" -a "(__llm_models)"
+complete -c llm -n "__fish_seen_subcommand_from cache" -a "ls clear"
+complete -c llm -n "__fish_seen_subcommand_from convert" -l to -a "onnx openvino gguf" -d "target format"
+complete -c llm -s d -l data -F -d "data file or folder"
 complete -c llm -l voice -l speech-model -a "(__llm_models)" -d "model"
 complete -c llm -s m -l model -a "(__llm_models)" -d "model"
 complete -c llm -n "__fish_seen_subcommand_from daemon" -a "start stop status logs"
