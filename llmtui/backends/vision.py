@@ -19,9 +19,14 @@ from typing import Any
 from llmtui.errors import BadModelFile, InvalidInput
 
 
-def image_id(sha256: str) -> int:
-    """The placeholder token of an image's positions: negative, never a real token."""
-    return -(int(sha256[:7], 16) + 1)
+def image_ids(sha256: str, n_pos: int) -> list[int]:
+    """The placeholder tokens of an image's positions: negative (never a real token) and
+    int32 (the disk cache packs tokens so). Position k holds 31 bits of the hash taken at
+    k mod 8, so a whole image matches only when all 248 of those bits do: two different
+    images never share a cached prefix in practice."""
+    digest = (sha256 + "0" * 64)[:64]
+    parts = [int(digest[8 * i:8 * i + 8], 16) & 0x7FFFFFFE for i in range(8)]
+    return [-(parts[k % 8] + 1) for k in range(n_pos)]
 
 
 @dataclass
@@ -123,7 +128,7 @@ class Projector:
             ident = (M.mtmd_input_chunk_get_id(chunk) or b"0").decode(errors="replace")
             media.spans[len(tokens)] = (chunk, n_pos)
             media.images += 1
-            tokens.extend([image_id(ident if len(ident) >= 7 else "0000000")] * n_pos)
+            tokens.extend(image_ids(ident, n_pos))
         return tokens, media
 
     def eval(self, lctx: Any, chunk: Any, n_past: int, seq: int, n_batch: int,
