@@ -213,19 +213,6 @@ def test_logprobs_bounds(tcp: TcpDaemon, ai: openai.OpenAI) -> None:
                                    logprobs=True, top_logprobs=25, max_tokens=1)
 
 
-def _backend_mentions(text: str) -> bool:
-    import inspect
-
-    from llmtui.backends import llamacpp
-
-    return text in inspect.getsource(llamacpp)
-
-
-needs_logprobs_backend = pytest.mark.xfail(
-    not _backend_mentions("top_logprobs"), strict=True,
-    reason="the llama.cpp backend does not report logprobs yet (lead's backend)")
-
-
 def _check_logprobs(items: list[dict[str, object]], text: str, top: int) -> None:
     """One entry per generated token, aligned with the text; real log-probabilities."""
     assert items and "".join(str(i["token"]) for i in items) == text
@@ -241,7 +228,6 @@ def _check_logprobs(items: list[dict[str, object]], text: str, top: int) -> None
             assert alts[0]["token"] == item["token"]  # type: ignore[index]
 
 
-@needs_logprobs_backend
 def test_ollama_logprobs(oc: ollama.Client) -> None:
     r = oc.chat(model=SMOL, messages=[{"role": "user", "content": "Say hello"}],
                 logprobs=True, top_logprobs=3, options={"num_predict": 6, **GREEDY})
@@ -257,7 +243,6 @@ def test_ollama_logprobs(oc: ollama.Client) -> None:
             assert "".join(lp.token for lp in p.logprobs or []) == p.response
 
 
-@needs_logprobs_backend
 def test_openai_logprobs(ai: openai.OpenAI) -> None:
     r = ai.chat.completions.create(model=SMOL, messages=[{"role": "user", "content": "Hi"}],
                                    logprobs=True, top_logprobs=2, max_tokens=5, temperature=0)

@@ -189,25 +189,9 @@ def test_openai_reasoning_content(ai: openai.OpenAI) -> None:
                                    reasoning_effort="lots")  # type: ignore[arg-type]
 
 
-# -- what waits for the backend: the template's enable_thinking / reasoning_effort ---------------
-
-def _backend_mentions(text: str) -> bool:
-    import inspect
-
-    from llmtui.backends import llamacpp
-
-    return text in inspect.getsource(llamacpp)
+# -- the template's enable_thinking / reasoning_effort, through the llama.cpp backend -----------
 
 
-needs_think_backend = pytest.mark.xfail(
-    not _backend_mentions("enable_thinking"), strict=True,
-    reason="the llama.cpp backend does not pass think to the template yet (lead's backend)")
-needs_thinking_messages = pytest.mark.xfail(
-    not _backend_mentions('"thinking"'), strict=True,
-    reason="the llama.cpp backend drops message.thinking before the template (lead's backend)")
-
-
-@needs_think_backend
 def test_think_false_turns_reasoning_off(oc: ollama.Client, ai: openai.OpenAI) -> None:
     # The template closes an empty block when enable_thinking is false: a plain answer.
     r = oc.chat(model=THINKER, messages=ASK, think=False, options=SAME)
@@ -218,7 +202,6 @@ def test_think_false_turns_reasoning_off(oc: ollama.Client, ai: openai.OpenAI) -
     assert o.choices[0].message.content == "4 + 4 = 8."
 
 
-@needs_thinking_messages
 def test_thinking_field_of_earlier_replies_reaches_the_template(oc: ollama.Client) -> None:
     # Ollama's clients send earlier reasoning back as message.thinking, not inside content.
     shots = []
