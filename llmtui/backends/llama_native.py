@@ -19,6 +19,11 @@ from llmtui.errors import InvalidInput
 
 # -- llama.cpp's log -----------------------------------------------------------------------------
 
+#: ggml's log levels (ggml_log_level): 1 debug, 2 info, 3 warn, 4 error, 5 continues the
+#: previous line.
+LOG_INFO, LOG_WARN, LOG_ERROR, LOG_CONT = 2, 3, 4, 5
+_LOG_LEVEL = LOG_INFO
+_LOG_COUNT = 0  # lines logged in all (the ring below keeps the last 200)
 _LOG_LINES: collections.deque[str] = collections.deque(maxlen=200)
 _LOG_LOCK = threading.Lock()
 _LOG_CALLBACK: Any = None  # keep the ctypes callback alive for the life of the process
@@ -39,16 +44,20 @@ def install_log(verbose: bool = False) -> None:
         return
 
     def on_log(level: int, text: bytes, _user: Any) -> None:
+        global _LOG_LEVEL, _LOG_COUNT
         piece = text.decode("utf-8", "replace") if text else ""
         with _LOG_LOCK:
+            if not _LOG_PARTIAL or level != LOG_CONT:
+                _LOG_LEVEL = level if level != LOG_CONT else _LOG_LEVEL
             _LOG_PARTIAL.append(piece)
             if not piece.endswith("\n"):
                 return
             line = "".join(_LOG_PARTIAL).rstrip("\n")
             _LOG_PARTIAL.clear()
+            level = _LOG_LEVEL  # a line continued in pieces keeps its first piece's level
             _LOG_LINES.append(f"{level}:{line}")
-        # ggml log levels: 2 warn, 3 error (1 info, 4 debug, 5 cont)
-        if _VERBOSE or level in (2, 3):
+            _LOG_COUNT += 1
+        if _VERBOSE or level in (LOG_WARN, LOG_ERROR):
             print(f"llama.cpp: {line}", file=sys.stderr)
 
     _LOG_CALLBACK = llama_cpp.llama_log_callback(on_log)
@@ -62,15 +71,22 @@ def log_callback() -> Any:
 
 def log_mark() -> int:
     with _LOG_LOCK:
-        return len(_LOG_LINES)
+        return _LOG_COUNT
 
 
 def recent_errors(since: int = 0, limit: int = 3) -> list[str]:
-    """The last error (or warning) lines llama.cpp logged since a mark."""
+    """The last error lines llama.cpp logged since a mark (warnings when there are none),
+    without the "failed to load model" lines that only repeat that something failed."""
     with _LOG_LOCK:
-        lines = list(_LOG_LINES)[since:] if since <= len(_LOG_LINES) else list(_LOG_LINES)
-    picked = [ln.split(":", 1)[1] for ln in lines if ln.startswith(("3:", "2:"))]
-    return [p.strip() for p in picked if p.strip()][-limit:]
+        new = max(0, _LOG_COUNT - since)
+        lines = list(_LOG_LINES)[-new:] if new else []
+    for level in (LOG_ERROR, LOG_WARN):
+        picked = [ln.split(":", 1)[1].strip() for ln in lines
+                  if ln.startswith(f"{level}:")]
+        picked = [p for p in picked if p and not p.endswith("failed to load model")]
+        if picked:
+            return picked[-limit:]
+    return []
 
 
 # -- sampling ------------------------------------------------------------------------------------

@@ -228,7 +228,8 @@ class LlamaCppBackend:
 
         reasons = recent_errors(mark)
         why = "; ".join(reasons) if reasons else str(exc)
-        return BadModelFile(f"llama.cpp could not load {os.path.basename(path)}: {why}")
+        # (the path is a blob's digest name: the engine says which model it is)
+        return BadModelFile(f"llama.cpp could not load the model file: {why}")
 
     def _load_embedder(self, llama_cpp: Any, path: str, n_ctx: int, threads: int,
                        gpu_layers: int) -> dict[str, Any]:

@@ -82,7 +82,10 @@ class WorkerProcess:
                 hint="see the daemon log (llm daemon logs)") from None
         if first.get("type") != "ready":
             await self.kill()
-            raise error_from(first)
+            exc = error_from(first)
+            if isinstance(exc, errors.BadModelFile) and self.label not in exc.message:
+                exc.message = f"'{self.label}': {exc.message}"
+            raise exc
         self.info = first
         self._reader = asyncio.create_task(self._read_loop(), name=f"worker-reader-{self.label}")
         return first

@@ -81,3 +81,17 @@ def test_an_honest_small_file_still_imports(tmp_path: Path, llm, home) -> None:
     res = llm("import", str(good), "--name", "honest:1")
     assert res.returncode == 0, res.stderr
     assert [m.name for m in store_of(home).models()] == ["honest:1"]
+
+
+def test_llama_cpp_s_own_reason_reaches_the_user(tmp_path: Path, llm, home) -> None:
+    """A file honest about itself that llama.cpp still cannot load (a "llama" with no
+    hyperparameters): the one-line error carries llama.cpp's reason from its log, not the
+    binding's generic failure, and the daemon goes on serving."""
+    good = make_gguf(tmp_path / "honest.gguf")
+    assert llm("import", str(good), "--name", "honest:1").returncode == 0
+    res = llm("run", "honest:1", "hi")
+    assert res.returncode == ExitCode.BAD_MODEL_FILE, res.stderr
+    line = one_line_error(res.stderr)
+    assert "llama.cpp could not load" in line and "honest" in line, line
+    assert "key not found" in line or "missing" in line, line  # llama.cpp's own words
+    assert llm("ps").returncode == 0
