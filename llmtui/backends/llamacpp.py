@@ -267,8 +267,11 @@ class LlamaCppBackend:
         cp.no_perf = True
         flash = str(options.get("flash_attention", "auto")).lower()
         cp.flash_attn_type = {"on": 1, "true": 1, "off": 0, "false": 0}.get(flash, -1)
-        on_gpu = gpu_layers != 0 and bool(L.llama_supports_gpu_offload())
-        cp.type_k, cp.type_v = kv_types(str(options.get("kv_cache_type") or "auto"), on_gpu)
+        # A GPU of this build, not llama_supports_gpu_offload(): that is true for a CPU
+        # build with RPC too, whose remote CPU layers want the CPU's cache types (the same
+        # numbers as a local run).
+        cp.type_k, cp.type_v = kv_types(str(options.get("kv_cache_type") or "auto"),
+                                        self._gpu)
         ctx = L.llama_init_from_model(self.model.model, cp)
         if not ctx:
             raise ValueError("failed to create a llama.cpp context (out of memory?)")

@@ -26,6 +26,7 @@ from tests.conftest import (
     stop_daemon_of,
     store_of,
 )
+from tests.sdk_daemon import minilm_gguf
 
 pytest.importorskip("peft")
 
@@ -168,7 +169,7 @@ def test_bad_input(tl: Runner, tune_home: Path, tmp_path: Path, models_cache: Pa
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n\n")
     import_models(tune_home, models_cache / "smollm2-135m.gguf",
-                  extra={"minilm": models_cache / "all-MiniLM-L6-v2.F16.gguf"})
+                  extra={"minilm": minilm_gguf(models_cache)})
     cases = [
         (["--data", str(bad)], "line 2: not valid JSON", 4),
         (["--data", str(empty)], "holds no training records", 4),
