@@ -443,7 +443,7 @@ class Scheduler:
         assert slot is not None and job.pending is not None
         room = min(job.max_tokens - len(job.generated) - 1,
                    self.n_ctx_seq - len(slot.cells) - 2, self.n_batch // 2)
-        k = min(int(job.adapt.k), room)
+        k = min(job.adapt.next_k(), room)
         if k <= 0:
             return []
         if job.draft == "lookup":
