@@ -41,7 +41,8 @@ def _text_of(content: Any, where: str) -> str:
         if kind in ("input_text", "output_text", "text", "summary_text", "reasoning_text"):
             texts.append(str(part.get("text") or ""))
         elif kind in ("input_image", "input_file", "input_audio"):
-            raise InvalidInput(f"{where}: {kind} is not supported (this model reads text)")
+            raise InvalidInput(f"{where}: /v1/responses takes text only ({kind}); send "
+                               "images to /v1/chat/completions or /api/chat")
         else:
             raise InvalidInput(f"{where}: unsupported content part {kind!r}")
     return "".join(texts)

@@ -181,3 +181,19 @@ def test_bench_compares_formats(fm: Runner) -> None:
     assert "fastest:" in res.stderr
     res = fm("bench", "gemma3:270m", "--backend", "onnx")
     assert res.returncode == 4 and "llm convert gemma3:270m --to onnx" in res.stderr
+
+
+@pytest.mark.parametrize("model", [ONNX, OV])
+def test_what_the_runtime_cannot_do_is_a_clear_400(tcp: TcpDaemon, oc: ollama.Client,
+                                                    model: str) -> None:
+    import openai
+
+    with pytest.raises(ollama.ResponseError, match=r"insert \('suffix'\) is not available") as e:
+        oc.generate(model=model, prompt="def f(", suffix="    return 1",
+                    options={"num_predict": 4})
+    assert e.value.status_code == 400
+    ai = openai.OpenAI(base_url=tcp.url + "/v1", api_key="unused", timeout=180, max_retries=0)
+    with pytest.raises(openai.BadRequestError, match="log-probabilities"):
+        ai.chat.completions.create(model=model, max_tokens=4, logprobs=True,
+                                   messages=[{"role": "user", "content": "Hi"}])
+    assert oc.generate(model=model, prompt="hi", options={"num_predict": 1}).done
