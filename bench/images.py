@@ -12,8 +12,7 @@ one process, measured in the same run. Prints figures and ratios; never asserts.
 Run: `python bench/images.py` (the test model with the tests' tiny projector, so the
 encoder costs almost nothing), or with a real pair for real encode times:
 `python bench/images.py --model SmolVLM-256M-Instruct-Q8_0.gguf --mmproj
-mmproj-SmolVLM-256M-Instruct-Q8_0.gguf`. Until the llama.cpp backend evaluates images
-(issue 19's engine part) the daemon side ignores the image and the ratio means nothing.
+mmproj-SmolVLM-256M-Instruct-Q8_0.gguf`.
 """
 
 from __future__ import annotations

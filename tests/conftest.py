@@ -176,13 +176,3 @@ def import_vision(home: Path, smollm: Path, projector: Path,
                     "--link"], env=env, check=True, capture_output=True, timeout=60)
 
 
-def engine_reads_images() -> bool:
-    """Whether the llama.cpp backend evaluates images yet (the engine half of issue 19):
-    until it does, requests with images are accepted but the images have no effect."""
-    backends = ROOT / "llmtui" / "backends"
-    return any("mmproj" in p.read_text(encoding="utf-8") for p in backends.glob("*.py"))
-
-
-needs_engine = pytest.mark.skipif(
-    not engine_reads_images(),
-    reason="the llama.cpp backend does not evaluate images yet (issue 19, engine part)")

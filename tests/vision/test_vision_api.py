@@ -18,7 +18,6 @@ import openai
 import pytest
 
 from tests.api.conftest import TcpDaemon
-from tests.conftest import needs_engine
 from tests.projector import IMAGE_TOKENS, make_png, write_projector
 from tests.vision.conftest import GREEDY, SMOL, VIS
 
@@ -164,7 +163,6 @@ def _generate(tcp: TcpDaemon, images: list[bytes], n: int = 12) -> dict[str, Any
     return r.json()
 
 
-@needs_engine
 def test_an_image_adds_its_tokens(vision_tcp: TcpDaemon) -> None:
     plain = _generate(vision_tcp, [])["prompt_eval_count"]
     one = _generate(vision_tcp, [RED])["prompt_eval_count"]
@@ -173,7 +171,6 @@ def test_an_image_adds_its_tokens(vision_tcp: TcpDaemon) -> None:
     assert two - one >= IMAGE_TOKENS
 
 
-@needs_engine
 def test_different_images_give_different_greedy_replies(vision_tcp: TcpDaemon,
                                                         ai: openai.OpenAI) -> None:
     red, green = _generate(vision_tcp, [RED]), _generate(vision_tcp, [GREEN])
@@ -190,7 +187,6 @@ def test_different_images_give_different_greedy_replies(vision_tcp: TcpDaemon,
     assert openai_reply(RED) != openai_reply(GREEN)
 
 
-@needs_engine
 def test_a_projector_that_crashes_llama_cpp_kills_only_its_worker(
         vision_tcp: TcpDaemon, vision_home: Path, smollm: Path, tmp_path: Path) -> None:
     """A projector that slipped past the import checks (written into the store by hand)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from llmtui.errors import ExitCode
-from tests.conftest import LLM, ROOT, Runner, needs_engine, one_line_error
+from tests.conftest import LLM, ROOT, Runner, one_line_error
 from tests.projector import make_png
 from tests.vision.conftest import SMOL, VIS
 
@@ -120,7 +120,6 @@ def test_user_errors(vllm: Runner, vision_home: Path, pictures: dict[str, Path],
     assert "stdin is not a PNG" in text.stderr.decode()
 
 
-@needs_engine
 def test_images_change_the_reply(vllm: Runner, pictures: dict[str, Path]) -> None:
     def reply(name: str) -> dict:
         res = vllm("run", VIS, "What is this?", "--image", str(pictures[name]), "-n", "12",
