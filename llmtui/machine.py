@@ -31,7 +31,8 @@ EFFICIENCY = 1.0
 #: A model below this many tokens/s does not "feel fast": reading speed is 5-10 words/s.
 FAST_TOKENS_PER_SECOND = 20.0
 #: GPU memory bandwidth is not measured (that needs a kernel launch through the build):
-#: a conservative figure per device kind, said as "assumed" wherever it is shown.
+#: a conservative figure per device kind; estimates on a GPU say "bandwidth": "assumed"
+#: in their JSON (`llm catalog --json`).
 ASSUMED_GPU_BANDWIDTH = {"gpu": 300e9, "igpu": 60e9, "accel": 100e9}
 CACHE_DAYS = 7
 
@@ -103,7 +104,8 @@ class Estimate:
 
     def to_json(self) -> dict[str, Any]:
         return {"tokens_per_second": round(self.tokens_per_second, 1), "fit": self.fit,
-                "speed": self.speed, "where": self.where}
+                "speed": self.speed, "where": self.where,
+                "bandwidth": "measured" if self.where == "cpu" else "assumed"}
 
 
 # -- measuring --------------------------------------------------------------------------------
