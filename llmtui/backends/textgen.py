@@ -122,9 +122,6 @@ class TextGenBackend:
                  cancelled: threading.Event) -> GenStats:
         if request.get("suffix"):
             raise InvalidInput(f"insert ('suffix') is not available on {self.name}")
-        if request.get("logprobs"):  # the GenAI pipelines do not hand out their logits
-            raise InvalidInput(f"log-probabilities ('logprobs') are not available on "
-                               f"{self.name}: use a GGUF model")
         prompt = str(request.get("prompt") or "")
         if request.get("raw") or (self.template is None and not request.get("template")):
             system = str(request.get("system") or "")
@@ -149,6 +146,9 @@ class TextGenBackend:
 
     def _run(self, text: str, request: dict[str, Any], emit: Emit,
              cancelled: threading.Event) -> GenStats:
+        if request.get("logprobs"):  # the GenAI pipelines do not hand out their logits
+            raise InvalidInput(f"log-probabilities ('logprobs') are not available on "
+                               f"{self.name}: use a GGUF model")
         stats = GenStats()
         opts = dict(request.get("options") or {})
         fmt = request.get("format")

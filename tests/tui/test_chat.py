@@ -23,6 +23,9 @@ from tests.conftest import ROOT, import_models
 from tests.tui.fake import FakeBackend, screen_text
 
 LONG = {"num_predict": 400, "temperature": 0, "repeat_penalty": 1.0}
+#: A prompt the test model answers at length (its count "from 1 to 500" stops at 20, under a
+#: second on a fast machine).
+STORY = "Write a long story about a lighthouse keeper and a storm."
 
 
 @pytest.fixture()
@@ -72,8 +75,9 @@ def test_chat_flow_stream_stop_persist_restart(chat_home: Path) -> None:
             await until(pilot, lambda: "tok/s" in screen_text(app), timeout=10)
             # A long reply, stopped with Esc mid-stream.
             conv.options = LONG
-            await send(pilot, app, "Count from 1 to 500, separated by commas.")
-            await until(pilot, lambda: app.generating and
+            n = await send(pilot, app, STORY)
+            # (the new reply's own message: "generating" turns on before it is added)
+            await until(pilot, lambda: app.generating and len(conv.messages) == n and
                         len(conv.messages[-1].content) > 40)
             await pilot.press("escape")
             await until(pilot, lambda: not app.generating)
@@ -103,11 +107,11 @@ def test_chat_flow_stream_stop_persist_restart(chat_home: Path) -> None:
             await pilot.pause(0.5)
             assert app.conv is not None and app.conv.id == saved.id
             text = screen_text(app)
-            assert "Say hello" in text and "Count from 1 to 500" in text
+            assert "Say hello" in text and "Write a long story" in text
             # edit and resend the last message
             await pilot.press("ctrl+g")
             area = app.query_one("#prompt")
-            assert "Count from 1 to 500" in area.text  # type: ignore[attr-defined]
+            assert STORY in area.text  # type: ignore[attr-defined]
             assert len(app.conv.messages) == 2
     asyncio.run(second_run())
 
@@ -190,19 +194,28 @@ async def main():
         while app.daemon_state != "running":
             await pilot.pause(0.05)
         app.conv.options = {{"num_predict": 400, "temperature": 0, "repeat_penalty": 1.0}}
-        await pilot.press(*"Count from 1 to 500, separated by commas.")
+        await pilot.press(*{story!r})
         app.action_send()
-        while not (app.conv.messages and app.conv.messages[-1].role == "assistant"
-                   and len(app.conv.messages[-1].content) > 60):
+        # killed as soon as a periodic save holds part of the reply: not after a fixed
+        # wait, which a fast machine spends finishing the whole reply
+        saved = History.default(s)
+        while True:
             await pilot.pause(0.05)
-        await pilot.pause(0.8)  # let a periodic save happen
+            conv = app.conv
+            if conv is None or not conv.id or not conv.messages:
+                continue
+            stored = saved.get(conv.id).messages
+            if stored and stored[-1].role == "assistant" and stored[-1].partial \
+                    and len(stored[-1].content) > 20:
+                break
         os.kill(os.getpid(), 9)
 asyncio.run(main())
 """
 
 
 def test_app_killed_mid_reply_keeps_the_partial_reply(chat_home: Path) -> None:
-    res = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT))],
+    res = subprocess.run([sys.executable, "-c", KILL_SCRIPT.format(root=str(ROOT),
+                                                                  story=STORY)],
                          env={**os.environ, "LLMTUI_HOME": str(chat_home)},
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == -9, res.stderr[-2000:]

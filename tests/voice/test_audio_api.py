@@ -229,5 +229,9 @@ def test_docs_voice_examples_run(tcp: TcpDaemon, doc: str, tmp_path: Path) -> No
         assert "error" not in res.stdout.lower(), (block, res.stdout)
         if doc == "docs/api.md":
             assert "hello" in res.stdout.lower(), res.stdout  # the file, transcribed
+    assert blocks, f"{doc} has no '# voice-test' example"
     if doc == "docs/api.md":
-        assert blocks and (tmp_path / "hello.wav").read_bytes()[:4] == b"RIFF"
+        assert (tmp_path / "hello.wav").read_bytes()[:4] == b"RIFF"
+    else:
+        assert (tmp_path / "morning.wav").read_bytes()[:4] == b"RIFF"
+        assert "-->" in res.stdout and "morning" in res.stdout.lower(), res.stdout  # SRT

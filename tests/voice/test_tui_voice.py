@@ -81,6 +81,10 @@ def test_push_to_talk_and_read_aloud(alsa: AlsaHome, voice_home: Path) -> None:
             await pilot.press("f9")
             assert app.voice.read_aloud
             assert "read aloud" in str(app.query_one("#status").render())
+            # a bounded, greedy reply: an unbounded sampled one can run for minutes while
+            # it is also being read aloud on two cores
+            assert app.conv is not None
+            app.conv.options = {"num_predict": 48, "temperature": 0}
             app.action_send()
             await until(pilot, lambda: app.conv is not None and len(app.conv.messages) == 2
                         and not app.generating, timeout=90)
