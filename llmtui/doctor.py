@@ -267,8 +267,7 @@ def check_offline(settings: Any) -> Check:
     if not net.offline(settings):
         return Check("network", "offline", "info", "off: pulls and downloads may reach the "
                      "network (nothing else leaves this machine)")
-    how = ("LLMTUI_OFFLINE" if net._env_switch() is not None
-           and not os.environ.get(net._FROM_CONFIG) else "the config's offline key")
+    how = net.OFFLINE_ENV if net.set_by_env() else "the config's offline key"
     return Check("network", "offline", "ok", f"on ({how}): every outbound connection is "
                  "refused; loopback and the socket still work")
 

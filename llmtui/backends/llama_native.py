@@ -47,8 +47,8 @@ def install_log(verbose: bool = False) -> None:
         global _LOG_LEVEL, _LOG_COUNT
         piece = text.decode("utf-8", "replace") if text else ""
         with _LOG_LOCK:
-            if not _LOG_PARTIAL or level != LOG_CONT:
-                _LOG_LEVEL = level if level != LOG_CONT else _LOG_LEVEL
+            if level != LOG_CONT:
+                _LOG_LEVEL = level
             _LOG_PARTIAL.append(piece)
             if not piece.endswith("\n"):
                 return

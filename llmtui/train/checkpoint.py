@@ -61,32 +61,27 @@ def pick_device(name: str) -> Any:
     import torch
 
     name = (name or "auto").strip().lower()
+    mps = getattr(torch.backends, "mps", None)
+    has_mps = mps is not None and mps.is_available()
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return torch.device("cuda" if torch.cuda.is_available() else
+                            "mps" if has_mps else "cpu")
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise InvalidInput(f"--device must be auto, cpu, cuda, cuda:N or mps, not '{name}'",
-                           hint="nothing was trained") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInput("--device cuda: this torch build sees no CUDA GPU (the CPU "
-                           "build is installed, or no driver)", hint="nothing was trained")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise InvalidInput(f"--device {name}: there are {torch.cuda.device_count()} CUDA "
-                           "GPUs", hint="nothing was trained")
-    if device.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise InvalidInput("--device mps: this machine has no MPS device",
-                               hint="nothing was trained")
-    elif device.type not in ("cpu", "cuda"):
-        raise InvalidInput(f"--device must be auto, cpu, cuda, cuda:N or mps, not '{name}'",
-                           hint="nothing was trained")
+        device = None
+    why = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        why = f"--device must be auto, cpu, cuda, cuda:N or mps, not '{name}'"
+    elif device.type == "cuda" and not torch.cuda.is_available():
+        why = ("--device cuda: this torch build sees no CUDA GPU (the CPU build is "
+               "installed, or no driver)")
+    elif device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        why = f"--device {name}: there are {torch.cuda.device_count()} CUDA GPUs"
+    elif device.type == "mps" and not has_mps:
+        why = "--device mps: this machine has no MPS device"
+    if why:
+        raise InvalidInput(why, hint="nothing was trained")
     return device
 
 

@@ -80,9 +80,9 @@ def finetune(store: Store, cache_dir: Path, base: str, data_path: str, name: str
     dataset = tdata.load(data_path)
     for module in ("torch", "transformers", "peft"):
         require(module, "train", "Fine-tuning")
-    checkpoint.pick_device(s.device)  # a wrong --device fails before any work
+    device = checkpoint.pick_device(s.device)  # a wrong --device fails before any work
     hf = _base_folder(store, cache_dir, manifest, on_event)
-    return _train(store, cache_dir, manifest, hf, dataset, target, s, resume, merge,
+    return _train(store, cache_dir, manifest, hf, dataset, target, s, device, resume, merge,
                   on_event)
 
 
@@ -193,8 +193,8 @@ def _loss(torch: Any, model: Any, examples: list[tuple[list[int], list[int]]], p
 
 
 def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
-           dataset: tdata.Dataset, target: ModelName, s: TuneSettings, resume: bool,
-           merge: str | None, on_event: OnEvent) -> Manifest:
+           dataset: tdata.Dataset, target: ModelName, s: TuneSettings, device: Any,
+           resume: bool, merge: str | None, on_event: OnEvent) -> Manifest:
     import torch
     from peft import (
         LoraConfig,
@@ -207,7 +207,6 @@ def _train(store: Store, cache_dir: Path, manifest: Manifest, hf: Path,
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
-    device = checkpoint.pick_device(s.device)
     torch.manual_seed(s.seed)
     tok = AutoTokenizer.from_pretrained(hf)
     pad = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)

@@ -72,8 +72,9 @@ def train(store: Store, cache_dir: Path, data_path: str, name: str, s: TrainSett
                            "train a model on (a few hundred KB makes a sensible start)")
     for module in ("torch", "transformers", "tokenizers"):
         require(module, "train", "Training a model")
-    checkpoint.pick_device(s.device)  # a wrong --device fails before any work
-    return _train(store, cache_dir, dataset, text, target, s, resume, export_hf, on_event)
+    device = checkpoint.pick_device(s.device)  # a wrong --device fails before any work
+    return _train(store, cache_dir, dataset, text, target, s, device, resume, export_hf,
+                  on_event)
 
 
 def make_tokenizer(train_text: str, vocab: int, out: Path) -> Any:
@@ -94,8 +95,8 @@ def make_tokenizer(train_text: str, vocab: int, out: Path) -> Any:
 
 
 def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
-           target: ModelName, s: TrainSettings, resume: bool, export_hf: Path | None,
-           on_event: OnEvent) -> Manifest:
+           target: ModelName, s: TrainSettings, device: Any, resume: bool,
+           export_hf: Path | None, on_event: OnEvent) -> Manifest:
     import json
 
     import torch
@@ -103,7 +104,6 @@ def _train(store: Store, cache_dir: Path, dataset: tdata.Dataset, text: str,
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    device = checkpoint.pick_device(s.device)
     torch.manual_seed(s.seed)
     size = SIZES[s.size]
     cut = int(len(text) * 0.9)
