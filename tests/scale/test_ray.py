@@ -192,17 +192,44 @@ def test_the_openai_client_through_ray(ray_serve: RayServe) -> None:
 def test_a_replica_killed_mid_stream(ray_serve: RayServe) -> None:
     import psutil
 
-    client = ollama.Client(host=ray_serve.url, timeout=120)
-    before = replicas(ray_serve.url)
+    # Both replicas hold the model (the spread test loads it; this makes the test stand
+    # alone), so each has a model worker whose exit the test can check.
+    warm = ollama.Client(host=ray_serve.url, timeout=120)
+    before: dict[str, dict] = {}
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: warm.generate(model=SMOL, prompt="hi",
+                                                  options={"num_predict": 2}), range(4)))
+        before = replicas(ray_serve.url)
+        if len(before) == 2 and all(s["ps"] for s in before.values()):
+            break
+    assert len(before) == 2 and all(s["ps"] for s in before.values()), before
+
+    # Each stream learns its replica from the response header (Ray's proxy picks it) and
+    # says when its first part has come: the victim is a replica known to be mid-stream,
+    # not one a poll happened to catch busy (a fast machine ends the streams between polls).
+    served_by: list[str | None] = [None] * 4
+    streaming = [threading.Event() for _ in range(4)]
     results: list[object] = [None] * 4
 
     def stream(i: int) -> None:
+        def note(response: httpx.Response) -> None:
+            served_by[i] = response.headers.get("x-llmtui-replica")
+
+        client = ollama.Client(host=ray_serve.url, timeout=120,
+                               event_hooks={"response": [note]})
         try:
-            parts = client.generate(model=SMOL, prompt=f"Tell a long story number {i}.",
-                                    stream=True, options={"num_predict": 200})
-            results[i] = "".join(p.response for p in parts)
+            text = []
+            for part in client.generate(model=SMOL, prompt=f"Tell a long story number {i}.",
+                                        stream=True, options={"num_predict": 400}):
+                text.append(part.response)
+                streaming[i].set()
+            results[i] = "".join(text)
         except Exception as exc:
             results[i] = exc
+        finally:
+            streaming[i].set()
 
     threads = [threading.Thread(target=stream, args=(i,)) for i in range(4)]
     for t in threads:
@@ -210,11 +237,12 @@ def test_a_replica_killed_mid_stream(ray_serve: RayServe) -> None:
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
-        for rid, state in replicas(ray_serve.url, seconds=5).items():
-            if state["ps"] and state["ps"][0]["active"] > 0:
-                victim = (rid, state["pid"], state["ps"][0]["pid"])
+        for i in range(4):
+            if streaming[i].wait(0.05) and results[i] is None and served_by[i] in before:
+                rid = served_by[i]
+                victim = (rid, before[rid]["pid"], before[rid]["ps"][0]["pid"])
                 break
-    assert victim is not None, "no replica was busy"
+    assert victim is not None, (served_by, results)
     os.kill(victim[1], signal.SIGKILL)
     for t in threads:
         t.join(120)
@@ -232,7 +260,7 @@ def test_a_replica_killed_mid_stream(ray_serve: RayServe) -> None:
     assert not psutil.pid_exists(victim[2])
     # Later requests succeed, and Ray Serve starts a new replica in its place.
     for _ in range(4):
-        assert client.generate(model=SMOL, prompt="hi", options={"num_predict": 4}).response
+        assert warm.generate(model=SMOL, prompt="hi", options={"num_predict": 4}).response
     deadline = time.monotonic() + 120
     now: dict[str, dict] = {}
     while time.monotonic() < deadline:
