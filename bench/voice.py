@@ -68,7 +68,7 @@ def setup(tmp: Path) -> dict[str, str]:
 def espeak(text: str, out: Path, rate: int = 16000) -> Path:
     raw = out.with_suffix(".e.wav")
     subprocess.run(["espeak-ng", "-v", "en-us", "-s", "140", "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
+    subprocess.run(["sox", "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(out)],
                    check=True)
     raw.unlink()
     return out
@@ -77,7 +77,7 @@ def espeak(text: str, out: Path, rate: int = 16000) -> Path:
 def long_recording(tmp: Path) -> Path:
     parts = [espeak(s, tmp / f"s{i}.wav") for i, s in enumerate(SENTENCES)]
     out = tmp / "talk.wav"
-    subprocess.run(["sox", *map(str, parts * 4), str(out)], check=True)  # ~60 s
+    subprocess.run(["sox", "-D", *map(str, parts * 4), str(out)], check=True)  # ~60 s
     return out
 
 
@@ -143,7 +143,7 @@ def bench_voice(env: dict[str, str], tmp: Path, runs: int, silence: float | None
         question = QUESTIONS[i % len(QUESTIONS)]
         clip = espeak(question, tmp / f"q{i}.wav")
         raw = tmp / f"q{i}.raw"
-        subprocess.run(["sox", str(clip), "-t", "raw", "-e", "signed-integer", "-b", "16",
+        subprocess.run(["sox", "-D", str(clip), "-t", "raw", "-e", "signed-integer", "-b", "16",
                         str(raw)], check=True)
         feed = tmp / f"in{i}.raw"
         feed.write_bytes(b"\0\0" * 8000 + raw.read_bytes() + b"\0\0" * 16000 * 40)

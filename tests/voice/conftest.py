@@ -76,8 +76,10 @@ def say(text: str, path: Path, rate: int = 16000, wpm: int = 140) -> Path:
     raw = path.with_suffix(".espeak.wav")
     subprocess.run([need("espeak-ng"), "-v", "en-us", "-s", str(wpm), "-w", str(raw), text],
                    check=True, capture_output=True, timeout=60)
-    subprocess.run([need("sox"), str(raw), "-r", str(rate), "-c", "1", "-b", "16", str(path)],
-                   check=True, capture_output=True, timeout=60)
+    # -D: no dither. sox's dither is random noise, so without it a clip differed from run to
+    # run, and Whisper tiny heard "brown fox" as "round-fark" in about one run in seven.
+    subprocess.run([need("sox"), "-D", str(raw), "-r", str(rate), "-c", "1", "-b", "16",
+                    str(path)], check=True, capture_output=True, timeout=60)
     raw.unlink()
     return path
 
@@ -87,7 +89,7 @@ def raw_pcm(wav: Path, out: Path, silence_after: float = 0.0, silence_before: fl
     """Headerless 16-bit mono PCM at ``rate`` (what the ALSA file plugin plays back),
     with silence around it."""
     tmp = out.with_suffix(".body.raw")
-    subprocess.run([need("sox"), str(wav), "-r", str(rate), "-c", "1", "-b", "16", "-e",
+    subprocess.run([need("sox"), "-D", str(wav), "-r", str(rate), "-c", "1", "-b", "16", "-e",
                     "signed-integer", "-t", "raw", str(tmp)], check=True, capture_output=True)
     pad = b"\x00\x00"
     with out.open("wb") as fh:

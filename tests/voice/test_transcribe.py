@@ -65,7 +65,7 @@ def test_stdin_flac_and_other_rates_are_converted(vllm, clips, tmp_path: Path) -
     # 8 kHz (a rate Whisper does not take: resampled), FLAC, stereo MP3 from a pipe.
     low = say(SENTENCES[2], tmp_path / "low.wav", rate=8000)
     flac = tmp_path / "c.flac"
-    subprocess.run(["sox", str(clips[3]), str(flac)], check=True)
+    subprocess.run(["sox", "-D", str(clips[3]), str(flac)], check=True)
     mp3 = tmp_path / "c.mp3"
     import av
 
@@ -90,7 +90,7 @@ def test_stdin_flac_and_other_rates_are_converted(vllm, clips, tmp_path: Path) -
 
 def test_vad_filter_and_verbose_timings(vllm, clips, tmp_path: Path) -> None:
     padded = tmp_path / "padded.wav"
-    subprocess.run(["sox", str(clips[1]), str(padded), "pad", "4", "4"], check=True)
+    subprocess.run(["sox", "-D", str(clips[1]), str(padded), "pad", "4", "4"], check=True)
     res = vllm("transcribe", str(padded), "--vad", "-f", "json", "-v")
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
