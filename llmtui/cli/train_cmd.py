@@ -47,7 +47,6 @@ def finetune(
 
     Ctrl-C saves a checkpoint; run the same command with --resume to go on."""
     from llmtui.config import Settings
-    from llmtui.train.checkpoint import Interrupted
     from llmtui.train.finetune import TuneSettings
     from llmtui.train.finetune import finetune as run
 
@@ -56,16 +55,9 @@ def finetune(
     progress = _Progress(json_out, tty)
     s = TuneSettings(steps=steps, epochs=epochs, rank=rank, alpha=alpha, lr=lr, batch=batch,
                      max_len=max_len, held_out=held_out, seed=seed, device=device)
-    try:
+    with progress:
         made = run(settings.store(), settings.paths.cache_dir, base, data, name, s,
                    resume=resume, merge=merge, on_event=progress)
-    except Interrupted as exc:
-        progress.close()
-        info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
-             "run the same command with --resume to go on")
-        raise
-    finally:
-        progress.close()
     tuned = made.tuned or {}
     if json_out:
         sys.stdout.write(json.dumps({"done": True, "model": made.name, "size": made.size,
@@ -130,6 +122,19 @@ class _Progress:
             self.bar.stop()
             self.bar = None
 
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        """The bar ends first, so what follows is printed below it; Ctrl-C says how to go
+        on (the exception still propagates)."""
+        from llmtui.train.checkpoint import Interrupted
+
+        self.close()
+        if isinstance(exc, Interrupted):
+            info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
+                 "run the same command with --resume to go on")
+
 
 def _clock(seconds: float) -> str:
     m, s = divmod(int(seconds + 0.5), 60)
@@ -166,7 +171,6 @@ def train(
 
     from llmtui.config import Settings
     from llmtui.errors import InvalidInput
-    from llmtui.train.checkpoint import Interrupted
     from llmtui.train.scratch import TrainSettings
     from llmtui.train.scratch import train as run
 
@@ -182,16 +186,9 @@ def train(
     progress = _Progress(json_out, tty)
     s = TrainSettings(size=size, steps=steps, lr=lr, batch=batch, seq=seq, seed=seed,
                       device=device)
-    try:
+    with progress:
         made = run(settings.store(), settings.paths.cache_dir, data, name, s, resume=resume,
                    export_hf=export_hf, on_event=progress)
-    except Interrupted as exc:
-        progress.close()
-        info(f"interrupted at step {exc.step} of {exc.steps}; the checkpoint is saved: "
-             "run the same command with --resume to go on")
-        raise
-    finally:
-        progress.close()
     tuned = made.tuned or {}
     if json_out:
         sys.stdout.write(json.dumps({"done": True, "model": made.name, "size": made.size,

@@ -307,7 +307,7 @@ class Client(_Base):
         if isinstance(messages, str):
             messages = [{"role": "user", "content": messages}]
         return run_loop(self, model, messages, toolset,
-                        approver=approver_of(approve, toolset.names()),
+                        approver=approver_of(approve),
                         tool_choice=tool_choice, max_rounds=max_rounds, on_text=on_text,
                         **kw)
 

@@ -40,14 +40,13 @@ def toolset_of(tools: object) -> ToolSet:
     return out
 
 
-def approver_of(approve: object, names: list[str]) -> Approver:
+def approver_of(approve: object) -> Approver:
     """The SDK's ``approve``: True runs every call (the functions are the caller's own)
     except the built-in shell tool, which is never run unasked: only a function decides
     for it. False refuses every call, and a function ``(name, arguments) -> bool`` (or
     "once", "session", "deny") decides each."""
     from llmtui.tools.approval import DENY, ONCE
 
-    del names  # who may run is decided per tool (Tool.always_ask), not by name
     if approve is True:
         return Approver(yes=True, show=lambda line: None)
     if approve is False or approve is None:

@@ -169,13 +169,13 @@ def test_approval_policies() -> None:
 
 
 def test_sdk_approve_values() -> None:
-    assert approver_of(True, ["t"]).decide(_tool(), {})[0]
+    assert approver_of(True).decide(_tool(), {})[0]
     # the SDK's default never runs the shell unasked; a function may allow it
-    assert not approver_of(True, ["t"]).decide(_tool(always_ask=True), {})[0]
-    assert approver_of(lambda name, args: True, []).decide(_tool(always_ask=True), {})[0]
-    assert not approver_of(False, ["t"]).decide(_tool(), {})[0]
-    assert approver_of(lambda name, args: args.get("ok"), []).decide(_tool(), {"ok": 1})[0]
-    assert not approver_of(lambda name, args: False, []).decide(_tool(), {})[0]
+    assert not approver_of(True).decide(_tool(always_ask=True), {})[0]
+    assert approver_of(lambda name, args: True).decide(_tool(always_ask=True), {})[0]
+    assert not approver_of(False).decide(_tool(), {})[0]
+    assert approver_of(lambda name, args: args.get("ok")).decide(_tool(), {"ok": 1})[0]
+    assert not approver_of(lambda name, args: False).decide(_tool(), {})[0]
 
 
 def test_forced_schema_values() -> None:
