@@ -125,6 +125,19 @@ def _duration_text(value: object) -> str | int | float:
     return value if isinstance(value, int | float) else str(value)
 
 
+def stream_interval(value: object) -> float:
+    """Seconds from a stream_interval setting or option (0 to 1 s)."""
+    seconds = parse_duration(value)
+    if not 0 <= seconds <= 1:
+        raise ValueError(f"'{value}' is out of range (0 to 1s, e.g. 20ms)")
+    return seconds
+
+
+def _interval_text(value: object) -> str | int | float:
+    stream_interval(value)
+    return value if isinstance(value, int | float) else str(value)
+
+
 def _size_text(value: object) -> str | int:
     parse_size(value if isinstance(value, str) else str(value))
     return value if isinstance(value, int) else str(value)
@@ -212,6 +225,10 @@ KEYS: dict[str, Key] = {
         Key("draft", _text, "lookup",
             "speculative decoding: lookup (guesses copied from the prompt and the reply), none, "
             "or a small model with the same vocabulary"),
+        Key("stream_interval", _interval_text, "50ms",
+            "a streamed reply's first token is sent at once, later ones at most this often, "
+            "merged (0: each token as it is made; fewer lines leave more CPU to the model "
+            "on a small machine); a request's options.stream_interval overrides"),
         Key("kv_cache_type", _choice("auto", "f16", "bf16", "q8_0", "q4_0"), "auto",
             "KV cache precision (auto: keys f16, values bf16, so a sequence's numbers never "
             "depend on batching; q8_0/q4_0 save memory; OLLAMA_KV_CACHE_TYPE overrides)"),

@@ -62,6 +62,15 @@ def check_options(options: Any, *, strict: bool = False) -> dict[str, Any]:
             if not isinstance(value, str) or not value.strip() or len(value) > 200:
                 raise InvalidInput("option 'draft' must be \"lookup\", \"none\" or a model name")
             out[key] = value.strip()
+        elif key == "stream_interval":
+            # how often streamed text is sent after the first token: seconds or "20ms"
+            from llmtui.config import stream_interval
+
+            try:
+                stream_interval(value)
+            except ValueError as exc:
+                raise InvalidInput(f"option 'stream_interval': {exc}") from None
+            out[key] = value
         elif key in _NUMERIC:
             kind, lo, hi = _NUMERIC[key]
             if isinstance(value, bool) or not isinstance(value, int | float):

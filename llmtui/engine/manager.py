@@ -12,7 +12,7 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmtui.config import Settings, parse_duration, parse_size
+from llmtui.config import Settings, parse_duration, parse_size, stream_interval
 from llmtui.engine.process import WorkerProcess, error_from
 from llmtui.errors import BusyError, GenerationError, InvalidInput, LlmtuiError
 from llmtui.models.names import ModelName
@@ -123,6 +123,8 @@ class EngineManager:
         self.flash_attention = str(os.environ.get("LLMTUI_FLASH_ATTENTION") or
                                    cfg.get("flash_attention"))
         self.default_draft = str(cfg.get("draft"))
+        self.stream_interval = stream_interval(os.environ.get("LLMTUI_STREAM_INTERVAL") or
+                                               cfg.get("stream_interval"))
         self.kv_cache_type = str(os.environ.get("LLMTUI_KV_CACHE_TYPE") or
                                  os.environ.get("OLLAMA_KV_CACHE_TYPE") or
                                  cfg.get("kv_cache_type")).lower()
@@ -347,6 +349,12 @@ class EngineManager:
                                hint="use `llm embed` or /api/embed")
         request = with_model_defaults(manifest, kind, request)
         options = request.get("options") or {}
+        interval = self.stream_interval
+        if options.get("stream_interval") is not None:
+            try:
+                interval = stream_interval(options["stream_interval"])
+            except ValueError as exc:
+                raise InvalidInput(f"stream_interval: {exc}") from None
         queued_at = time.perf_counter()
         runner = await self._runner(model, options)
         await self._acquire(runner)
@@ -355,7 +363,8 @@ class EngineManager:
         runner.fresh = False
         started = time.perf_counter()
         first = True
-        exchange = self._exchange(runner, {"op": kind, "request": request}, keep_alive)
+        exchange = self._exchange(runner, {"op": kind, "request": request,
+                                           "stream_interval": interval}, keep_alive)
         async with contextlib.aclosing(exchange) as replies:
             async for msg in replies:
                 if msg.get("type") == "chunk":

@@ -9,8 +9,11 @@ arrive and runs them concurrently itself (llama.cpp's parallel slots, decoded to
 one batch). Any other backend gets one request at a time on a single execution thread:
 ``generate``/``chat``/``embed``/``tokenize`` call the methods of those names, and any
 other operation ``op`` calls ``op_<op>(msg, reply, cancelled)`` (speech, for example).
-Replies leave through one writer thread that coalesces text chunks of the same request
-when the daemon reads slower than tokens arrive; the first chunk is never held back.
+A reply is written at once by the thread that made it when nothing is waiting before it
+(a token reaches the daemon without a thread hand-off: on a small machine the wake-up of
+another thread is CPU taken from the model's threads). When the pipe is full, replies wait
+for one writer thread, which coalesces text chunks of the same request while the daemon
+reads slower than tokens arrive; the first chunk is never held back.
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import select
 import sys
 import threading
 import time
 import traceback
 from typing import Any
 
-from llmtui.engine.protocol import Message, ProtocolError, read_frame, write_frame
+from llmtui.engine.protocol import Message, ProtocolError, encode, read_frame
 
 #: Chunk fields that can be merged by concatenation (text, and lists of per-token data).
 _MERGEABLE = {"type", "id", "text", "thinking", "logprobs"}
@@ -84,7 +88,25 @@ class Reply:
 class Worker:
     def __init__(self, out: Any) -> None:
         self.out = out
-        self.outbox: queue.Queue[Message | None] = queue.Queue()
+        self.fd: int = out.fileno()
+        # Direct writes need a pipe that never blocks the caller (POSIX pipes: a write of
+        # up to PIPE_BUF bytes is all or nothing); elsewhere every reply takes the queue.
+        self.direct = os.name == "posix"
+        if self.direct:
+            os.set_blocking(self.fd, False)
+        self.send_lock = threading.Lock()
+        self.queued = 0  # items in the outbox or being written by the writer thread
+        self.gone = False  # the daemon closed the pipe
+        self.outbox: queue.Queue[Message | bytes | None] = queue.Queue()
+        # Pacing (stream_interval): after a reply's first chunk, its text chunks are held
+        # and leave merged, at most one interval late; a done, an error or any other frame
+        # takes everything held with it, in order.
+        self.pace_of: dict[Any, float] = {}  # request id -> its interval (seconds)
+        self.paced: dict[Any, float] = {}  # requests whose first chunk went out, paced
+        self.held: list[Message] = []
+        self.pacer_wake = threading.Condition(self.send_lock)
+        self.pacer: threading.Thread | None = None
+        self.last_out = 0.0  # when frames were last written (monotonic)
         self.jobs: queue.Queue[Message | None] = queue.Queue()
         self.cancels: dict[Any, threading.Event] = {}
         self.cancel_lock = threading.Lock()
@@ -96,11 +118,96 @@ class Worker:
     # -- output ----------------------------------------------------------------------------
 
     def send(self, msg: Message) -> None:
-        self.outbox.put(msg)
+        with self.send_lock:
+            if self.gone:
+                return
+            rid = msg.get("id")
+            kind = msg.get("type")
+            pace = 0.0
+            if kind == "chunk":
+                interval = self.paced.get(rid)
+                if interval is not None and (
+                        self.held or time.monotonic() - self.last_out < interval):
+                    self.held.append(msg)
+                    if len(self.held) == 1:
+                        self.pacer_wake.notify()
+                    return
+                if interval is None:
+                    pace = self.pace_of.get(rid, 0.0)
+            elif kind in ("done", "error"):
+                self.paced.pop(rid, None)
+                self.pace_of.pop(rid, None)
+            frames = [*self.held, msg] if self.held else [msg]
+            self.held = []
+            self._emit(frames)
+            if pace > 0:  # the first chunk went at once; the next ones are paced
+                self.paced[rid] = pace
+                if self.pacer is None:
+                    self.pacer = threading.Thread(target=self._pace_loop,
+                                                  name="llmtui-pacer", daemon=True)
+                    self.pacer.start()
+
+    def pace(self, req_id: Any, interval: float) -> None:
+        """How long the chunks of a request after its first may wait (0: not at all)."""
+        if interval > 0:
+            with self.send_lock:
+                self.pace_of[req_id] = interval
+
+    def _pace_loop(self) -> None:
+        """Sends what is held one interval after the last write; sleeps while nothing is
+        held. (A chunk that comes an interval or more after the last write goes at once:
+        pacing never delays a model slower than the interval.)"""
+        with self.send_lock:
+            while not self.gone:
+                if not self.held:
+                    self.pacer_wake.wait()
+                    continue
+                interval = min(self.paced.values(), default=0.0)
+                due = self.last_out + interval - time.monotonic()
+                if due > 0:
+                    self.pacer_wake.wait(due)
+                    continue
+                frames, self.held = self.held, []
+                self._emit(frames)
+
+    def _emit(self, frames: list[Message]) -> None:
+        """Write frames (under send_lock): at once when nothing is queued before them and
+        the pipe has room, else through the writer thread."""
+        if len(frames) > 1:
+            frames = coalesce(frames)
+        self.last_out = time.monotonic()
+        if self.direct and self.queued == 0:
+            data = b"".join(encode(frame) for frame in frames)
+            try:
+                n = os.write(self.fd, data)
+            except BlockingIOError:
+                n = 0  # the pipe is full: the writer thread waits for room
+            except OSError:
+                self.gone = True
+                return
+            if n < len(data):  # (more than PIPE_BUF bytes can be written in part)
+                self.queued += 1
+                self.outbox.put(data[n:])
+            return
+        for frame in frames:
+            self.queued += 1
+            self.outbox.put(frame)
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(self.fd, view)
+            except BlockingIOError:
+                n = None
+            if n is None:  # not now: wait for room
+                select.select([], [self.fd], [], 1.0)
+                continue
+            view = view[n:]
 
     def _write_loop(self) -> None:
-        while (msg := self.outbox.get()) is not None:
-            batch = [msg]
+        while (item := self.outbox.get()) is not None:
+            batch = [item]
             stop = False
             while True:  # whatever piled up while the last write blocked goes out merged
                 try:
@@ -111,15 +218,34 @@ class Worker:
                     stop = True
                     break
                 batch.append(more)
+            parts: list[bytes] = []
+            run: list[Message] = []
+            for entry in batch:
+                if isinstance(entry, bytes):  # the rest of a partly written frame
+                    parts.extend(encode(frame) for frame in coalesce(run))
+                    run = []
+                    parts.append(entry)
+                else:
+                    run.append(entry)
+            parts.extend(encode(frame) for frame in coalesce(run))
             try:
-                for frame in coalesce(batch) if len(batch) > 1 else batch:
-                    write_frame(self.out, frame)
+                self._write_all(b"".join(parts))
             except (OSError, ValueError):
+                with self.send_lock:
+                    self.gone = True
+                    self.pacer_wake.notify_all()
                 return  # the daemon went away; the reader will see the end of stdin
+            finally:
+                with self.send_lock:
+                    self.queued -= len(batch)
             if stop:
                 return
 
     def flush(self, timeout: float = 5.0) -> None:
+        with self.send_lock:
+            if self.held and not self.gone:
+                frames, self.held = self.held, []
+                self._emit(frames)
         self.outbox.put(None)
         self.writer.join(timeout)
 
@@ -164,6 +290,8 @@ class Worker:
         """A request from the daemon: to the backend's own scheduler, or to the queue."""
         req_id = msg.get("id")
         cancelled = self.event(req_id)
+        with contextlib.suppress(TypeError, ValueError):
+            self.pace(req_id, float(msg.get("stream_interval") or 0))
         submit = getattr(self.backend, "submit", None)
         if submit is not None:
             reply = Reply(self, req_id)

@@ -28,7 +28,8 @@ def test_bad_keys_and_values(llm, home) -> None:
     assert "temprature" in line and "config.toml" in line
     for key, value in [("temperature", "hot"), ("temperature", "nan"), ("temperature", "-1"),
                        ("max_loaded_models", "0"), ("keep_alive", "soon"),
-                       ("memory_budget", "150%"), ("default_model", "../x")]:
+                       ("memory_budget", "150%"), ("default_model", "../x"),
+                       ("stream_interval", "fast"), ("stream_interval", "2s")]:
         res = llm("config", "set", key, value)
         assert res.returncode == ExitCode.CONFIG, (key, value, res.stderr)
         line = one_line_error(res.stderr)
