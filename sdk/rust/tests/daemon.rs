@@ -16,8 +16,17 @@ struct Daemon {
     _child: Child, // its stdin closes when this test process exits: the helper then stops
 }
 
+/// This crate's folder, read when the test runs (cargo sets it for `cargo test`): a test
+/// binary reused from a shared target folder may have been built in another checkout,
+/// and `env!` would point there.
+fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    crate_dir().join("../..").canonicalize().unwrap()
 }
 
 fn daemon() -> &'static Value {
@@ -229,7 +238,7 @@ fn the_examples_in_docs_sdk_md_are_these_files_and_run() {
     let bin_dir = std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("examples");
     let d = daemon();
     for (name, block) in examples.iter().zip(blocks) {
-        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("examples/{name}.rs"));
+        let file = crate_dir().join(format!("examples/{name}.rs"));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), block, "{name}.rs differs from docs/sdk.md");
         let out = Command::new(bin_dir.join(name))
             .env("LLMTUI_HOST", d["url"].as_str().unwrap())
