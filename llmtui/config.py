@@ -127,7 +127,10 @@ def _duration_text(value: object) -> str | int | float:
 
 def stream_interval(value: object) -> float:
     """Seconds from a stream_interval setting or option (0 to 1 s)."""
-    seconds = parse_duration(value)
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an interval (e.g. 50ms, 0.05 or 0)") from None
     if not 0 <= seconds <= 1:
         raise ValueError(f"'{value}' is out of range (0 to 1s, e.g. 20ms)")
     return seconds

@@ -64,8 +64,8 @@ def test_paced_first_token_is_not_held(client: Any) -> None:
 
 def test_bad_stream_interval_is_a_400(client: Any) -> None:
     with raw(client) as http:
-        for value, words in (("fast", "not a duration"), ("2s", "out of range"),
-                             (-1, "out of range"), (True, "duration")):
+        for value, words in (("fast", "not an interval"), ("2s", "out of range"),
+                             (-1, "out of range"), (True, "not an interval")):
             r = http.post("/api/generate", json={
                 "model": SMOL, "prompt": "hi", "stream": False,
                 "options": {"num_predict": 2, "stream_interval": value}})
