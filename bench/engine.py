@@ -100,7 +100,7 @@ def _client() -> httpx.Client:
 
 def stream_daemon(base: str, prompt: str, n: int, **extra: Any) -> Timed:
     # Speculation off unless asked: llama-server and llama-batched-bench run without it.
-    # The stream is paced as configured (stream_interval, 20ms by default) unless asked.
+    # The stream is paced as configured (stream_interval, 50ms by default) unless asked.
     opts = {"temperature": 0, "repeat_penalty": 1.0, "num_predict": n, "draft": "none",
             **extra}
     timed = Timed()

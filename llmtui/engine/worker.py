@@ -102,7 +102,7 @@ class Worker:
         # and leave merged, at most one interval late; a done, an error or any other frame
         # takes everything held with it, in order.
         self.pace_of: dict[Any, float] = {}  # request id -> its interval (seconds)
-        self.paced: dict[Any, float] = {}  # requests whose first chunk went out, paced
+        self.paced: set[Any] = set()  # of those, the ones whose first chunk went out
         self.held: list[Message] = []
         self.pacer_wake = threading.Condition(self.send_lock)
         self.pacer: threading.Thread | None = None
@@ -125,23 +125,20 @@ class Worker:
             kind = msg.get("type")
             pace = 0.0
             if kind == "chunk":
-                interval = self.paced.get(rid)
-                if interval is not None and (
-                        self.held or time.monotonic() - self.last_out < interval):
-                    self.held.append(msg)
-                    if len(self.held) == 1:
-                        self.pacer_wake.notify()
-                    return
-                if interval is None:
+                if rid in self.paced:
+                    if self.held or time.monotonic() - self.last_out < self.pace_of[rid]:
+                        self.held.append(msg)
+                        if len(self.held) == 1:
+                            self.pacer_wake.notify()
+                        return
+                else:
                     pace = self.pace_of.get(rid, 0.0)
             elif kind in ("done", "error"):
-                self.paced.pop(rid, None)
+                self.paced.discard(rid)
                 self.pace_of.pop(rid, None)
-            frames = [*self.held, msg] if self.held else [msg]
-            self.held = []
-            self._emit(frames)
+            self._emit_held(msg)
             if pace > 0:  # the first chunk went at once; the next ones are paced
-                self.paced[rid] = pace
+                self.paced.add(rid)
                 if self.pacer is None:
                     self.pacer = threading.Thread(target=self._pace_loop,
                                                   name="llmtui-pacer", daemon=True)
@@ -162,13 +159,20 @@ class Worker:
                 if not self.held:
                     self.pacer_wake.wait()
                     continue
-                interval = min(self.paced.values(), default=0.0)
+                interval = min((self.pace_of[rid] for rid in self.paced), default=0.0)
                 due = self.last_out + interval - time.monotonic()
                 if due > 0:
                     self.pacer_wake.wait(due)
                     continue
-                frames, self.held = self.held, []
-                self._emit(frames)
+                self._emit_held()
+
+    def _emit_held(self, msg: Message | None = None) -> None:
+        """Write what is held, then ``msg`` (under send_lock)."""
+        frames, self.held = self.held, []
+        if msg is not None:
+            frames.append(msg)
+        if frames:
+            self._emit(frames)
 
     def _emit(self, frames: list[Message]) -> None:
         """Write frames (under send_lock): at once when nothing is queued before them and
@@ -197,13 +201,9 @@ class Worker:
         view = memoryview(data)
         while view:
             try:
-                n = os.write(self.fd, view)
-            except BlockingIOError:
-                n = None
-            if n is None:  # not now: wait for room
+                view = view[os.write(self.fd, view):]
+            except BlockingIOError:  # not now: wait for room
                 select.select([], [self.fd], [], 1.0)
-                continue
-            view = view[n:]
 
     def _write_loop(self) -> None:
         while (item := self.outbox.get()) is not None:
@@ -243,9 +243,8 @@ class Worker:
 
     def flush(self, timeout: float = 5.0) -> None:
         with self.send_lock:
-            if self.held and not self.gone:
-                frames, self.held = self.held, []
-                self._emit(frames)
+            if not self.gone:
+                self._emit_held()
         self.outbox.put(None)
         self.writer.join(timeout)
 
